@@ -1,0 +1,160 @@
+//! The command line: run the gateway, check a configuration, or probe a running gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{self, Config};
+use crate::server::Server;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stratix-gateway",
+    version,
+    about = "API gateway for ObSync on Docker Swarm"
+)]
+pub struct Cli {
+    /// Configuration file (TOML); `GATEWAY_*` environment variables override its keys.
+    #[arg(long, global = true, env = "GATEWAY_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and validate the configuration, print the effective config as TOML.
+    CheckConfig,
+    /// GET the gateway's own /health; exit 0 on 200 (the Docker HEALTHCHECK).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8090/health")]
+        url: String,
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig) => check_config(&cli.config),
+        Some(Command::Healthcheck { url, timeout }) => healthcheck(&url, timeout),
+        None => run(&cli.config),
+    }
+}
+
+fn load(path: &std::path::Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Some(c) => {
+            print!("{}", c.to_toml());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(2),
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::from(2);
+    };
+    if let Err(e) = crate::telemetry::init_logging(&config.log) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let server = match Server::bind(&config).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %crate::telemetry::ErrorChain(&e), config = %path.display(), "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        server.serve(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGTERM (Swarm, `docker stop`) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers; only Ctrl-C will stop the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "signal received");
+}
+
+fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
+    let uri: http::Uri = match url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("healthcheck: invalid URL {url:?}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("healthcheck: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        match tokio::time::timeout(timeout, client.get(uri)).await {
+            Ok(Ok(resp)) if resp.status() == http::StatusCode::OK => ExitCode::SUCCESS,
+            Ok(Ok(resp)) => {
+                eprintln!("healthcheck: {url} answered {}", resp.status());
+                ExitCode::FAILURE
+            }
+            Ok(Err(e)) => {
+                eprintln!("healthcheck: {url}: {}", crate::telemetry::ErrorChain(&e));
+                ExitCode::FAILURE
+            }
+            Err(_) => {
+                eprintln!("healthcheck: {url}: no answer within {timeout:?}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

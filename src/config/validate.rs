@@ -1,0 +1,270 @@
+//! Checks that types alone cannot express. Every problem is collected (not just the first) and
+//! named by its key, so one `check-config` run shows an operator everything to fix.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use http::uri::Authority;
+
+use super::Config;
+
+/// hyper panics on a smaller read buffer limit; reject it here instead.
+const MIN_HEADER_SIZE: usize = 8 * 1024;
+
+/// A configuration that parsed but cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub source: String,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration in {}:", self.source)?;
+        for p in &self.problems {
+            write!(f, "\n  {}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Parses a static endpoint: `host:port` with an IP address or DNS name and an explicit port.
+pub fn parse_endpoint(text: &str) -> Result<Authority, String> {
+    let authority: Authority = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a host:port address"))?;
+    if text.contains('@') {
+        return Err(format!(
+            "{text:?}: credentials are not allowed in an endpoint"
+        ));
+    }
+    match authority.port_u16() {
+        Some(0) => Err(format!("{text:?}: port 0 is not a valid upstream port")),
+        Some(_) => Ok(authority),
+        None => Err(format!("{text:?} has no port (write host:port)")),
+    }
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Config {
+    pub(super) fn validate(&self, source: &str) -> Result<(), Invalid> {
+        let mut p = Problems(Vec::new());
+        self.validate_server(&mut p);
+        self.validate_upstreams(&mut p);
+        self.validate_routes(&mut p);
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid {
+                source: source.to_owned(),
+                problems: p.0,
+            })
+        }
+    }
+
+    fn validate_server(&self, p: &mut Problems) {
+        let s = &self.server;
+        if s.listen == s.admin_listen {
+            p.push(
+                "server.admin_listen",
+                format!("must differ from server.listen ({})", s.listen),
+            );
+        }
+        if s.max_body == 0 {
+            p.push("server.max_body", "must be greater than 0");
+        }
+        if s.max_header_size < MIN_HEADER_SIZE {
+            p.push(
+                "server.max_header_size",
+                format!("must be at least {MIN_HEADER_SIZE} bytes"),
+            );
+        }
+        if s.header_read_timeout.is_zero() {
+            p.push("server.header_read_timeout", "must be greater than 0");
+        }
+        if s.shutdown_timeout.is_zero() {
+            p.push("server.shutdown_timeout", "must be greater than 0");
+        }
+    }
+
+    fn validate_upstreams(&self, p: &mut Problems) {
+        if self.upstreams.is_empty() {
+            p.push("upstreams", "no upstream is defined");
+        }
+        for (name, u) in &self.upstreams {
+            let key = format!("upstreams.{name}");
+            if u.endpoints.is_empty() {
+                p.push(
+                    format!("{key}.endpoints"),
+                    "must list at least one host:port",
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for (i, e) in u.endpoints.iter().enumerate() {
+                match parse_endpoint(e) {
+                    Ok(a) if !seen.insert(a.as_str().to_ascii_lowercase()) => p.push(
+                        format!("{key}.endpoints[{i}]"),
+                        format!("{e:?} is listed twice"),
+                    ),
+                    Ok(_) => {}
+                    Err(msg) => p.push(format!("{key}.endpoints[{i}]"), msg),
+                }
+            }
+            if u.connect_timeout.is_zero() {
+                p.push(format!("{key}.connect_timeout"), "must be greater than 0");
+            }
+        }
+    }
+
+    fn validate_routes(&self, p: &mut Problems) {
+        if self.routes.is_empty() {
+            p.push("routes", "no route is defined");
+        }
+        let mut prefixes = BTreeSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            match crate::routing::normalize_prefix(&r.prefix) {
+                Ok(norm) => {
+                    if !prefixes.insert(norm) {
+                        p.push(
+                            format!("{key}.prefix"),
+                            format!("{:?} is routed twice", r.prefix),
+                        );
+                    }
+                }
+                Err(msg) => p.push(format!("{key}.prefix"), msg),
+            }
+            if let Some(rw) = &r.rewrite_prefix
+                && let Err(msg) = crate::routing::normalize_prefix(rw)
+            {
+                p.push(format!("{key}.rewrite_prefix"), msg);
+            }
+            if !self.upstreams.contains_key(&r.upstream) {
+                p.push(
+                    format!("{key}.upstream"),
+                    format!("upstream {:?} is not defined under [upstreams]", r.upstream),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigError;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::from_toml("bad.toml", text) {
+            Err(ConfigError::Invalid(inv)) => {
+                assert_eq!(inv.source, "bad.toml");
+                inv.problems
+            }
+            other => panic!("expected validation errors, got {other:?}"),
+        }
+    }
+
+    fn keys(text: &str) -> Vec<String> {
+        problems(text).into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn endpoint_syntax() {
+        assert!(parse_endpoint("127.0.0.1:3000").is_ok());
+        assert!(parse_endpoint("[::1]:3000").is_ok());
+        assert!(parse_endpoint("app-icalink:3000").is_ok());
+        assert!(
+            parse_endpoint("app-icalink")
+                .unwrap_err()
+                .contains("no port")
+        );
+        assert!(parse_endpoint("a b:1").is_err());
+        assert!(parse_endpoint("user@host:1").is_err());
+        assert!(parse_endpoint("host:0").is_err());
+        assert!(parse_endpoint("host:99999").is_err());
+    }
+
+    #[test]
+    fn route_to_undefined_upstream() {
+        let p = problems(
+            r#"
+            [upstreams.a]
+            endpoints = ["127.0.0.1:1"]
+            [[routes]]
+            prefix = "/x/"
+            upstream = "nope"
+            "#,
+        );
+        assert_eq!(p[0].key, "routes[0].upstream");
+        assert!(p[0].message.contains("\"nope\""));
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let k = keys(
+            r#"
+            [server]
+            listen = "127.0.0.1:1"
+            admin_listen = "127.0.0.1:1"
+            max_header_size = 100
+            [upstreams.a]
+            endpoints = []
+            [upstreams.b]
+            endpoints = ["127.0.0.1:1", "nope", "127.0.0.1:1"]
+            [[routes]]
+            prefix = "api"
+            upstream = "a"
+            [[routes]]
+            prefix = "/x"
+            upstream = "a"
+            [[routes]]
+            prefix = "/x/"
+            upstream = "b"
+            rewrite_prefix = "v1"
+            "#,
+        );
+        assert_eq!(
+            k,
+            [
+                "server.admin_listen",
+                "server.max_header_size",
+                "upstreams.a.endpoints",
+                "upstreams.b.endpoints[1]",
+                "upstreams.b.endpoints[2]",
+                "routes[0].prefix",
+                "routes[2].prefix",
+                "routes[2].rewrite_prefix",
+            ]
+        );
+    }
+
+    #[test]
+    fn message_names_file_and_key() {
+        let err = Config::from_toml(
+            "conf/gw.toml",
+            "[upstreams.a]\nendpoints=[\"x\"]\n[[routes]]\nprefix=\"/\"\nupstream=\"a\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("conf/gw.toml"), "{err}");
+        assert!(err.contains("upstreams.a.endpoints[0]"), "{err}");
+    }
+}

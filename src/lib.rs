@@ -1,0 +1,14 @@
+//! stratix-gateway: the Rust API gateway for ObSync on Docker Swarm.
+//!
+//! The modules follow a request's path: [`config`] -> [`server`] (listeners, shutdown,
+//! `/health`) -> [`routing`] -> [`proxy`] (headers, errors) -> [`upstream`] (endpoints and the
+//! pooled client) -> [`telemetry`]; [`admin`] serves the operator-only listener.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,164 @@
+//! Errors the gateway answers itself, all in the old gateway's JSON shape:
+//! `{"error":"Bad Gateway","message":"...","service":"app-icalink","timestamp":"<RFC 3339>"}`.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+
+use super::body::ResponseBody;
+use crate::routing::PathError;
+use crate::upstream::UpstreamError;
+
+/// Everything that makes the gateway answer instead of the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for {method} {path}")]
+    NoRoute { method: http::Method, path: String },
+    #[error("invalid request path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("rewritten request target is not a valid URI")]
+    BadUri,
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("client went away while sending the request body")]
+    ClientBody,
+    #[error("upstream {service} failed")]
+    Upstream {
+        service: std::sync::Arc<str>,
+        #[source]
+        source: UpstreamError,
+    },
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::BadPath(_) | Self::BadUri | Self::ClientBody => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The client-facing message: says what happened without leaking internals.
+    fn message(&self) -> String {
+        match self {
+            Self::NoRoute { method, path } => format!("Route {method}:{path} not found"),
+            Self::BadPath(e) => format!("Invalid request path: {e}"),
+            Self::BadUri => "Invalid request target".to_owned(),
+            Self::PayloadTooLarge { limit } => {
+                format!("Request body is larger than {limit} bytes")
+            }
+            Self::ClientBody => "Request body could not be read".to_owned(),
+            Self::Upstream { .. } => "Upstream service unavailable".to_owned(),
+        }
+    }
+
+    fn service(&self) -> Option<&str> {
+        match self {
+            Self::Upstream { service, .. } => Some(service),
+            _ => None,
+        }
+    }
+
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let mut resp = json_error(self.status(), &self.message(), self.service());
+        if matches!(self, Self::PayloadTooLarge { .. }) {
+            // The unread body is still on the wire; close rather than read megabytes of it.
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
+    timestamp: String,
+}
+
+/// A JSON error response in the old gateway's shape.
+pub fn json_error(
+    status: StatusCode,
+    message: &str,
+    service: Option<&str>,
+) -> Response<ResponseBody> {
+    let body = ErrorBody {
+        error: status.canonical_reason().unwrap_or("Error"),
+        message,
+        service,
+        timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+    };
+    // Serializing a struct of strings cannot fail; an empty object is still valid JSON.
+    let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    json_response(status, bytes)
+}
+
+/// A small JSON response owned by the gateway (errors, /health, admin pages).
+pub fn json_response(status: StatusCode, bytes: Vec<u8>) -> Response<ResponseBody> {
+    let len = bytes.len();
+    let mut resp = Response::new(
+        Full::new(Bytes::from(bytes))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_json(resp: Response<ResponseBody>) -> serde_json::Value {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bad_gateway_has_the_old_shape() {
+        let err = ProxyError::Upstream {
+            service: "app-icalink".into(),
+            source: UpstreamError::NoEndpoints,
+        };
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            resp.headers()[CONTENT_TYPE],
+            "application/json; charset=utf-8"
+        );
+        let v = body_json(resp).await;
+        assert_eq!(v["error"], "Bad Gateway");
+        assert_eq!(v["message"], "Upstream service unavailable");
+        assert_eq!(v["service"], "app-icalink");
+        let ts = v["timestamp"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(ts).is_ok(), "{ts}");
+    }
+
+    #[tokio::test]
+    async fn not_found_has_no_service() {
+        let err = ProxyError::NoRoute {
+            method: http::Method::GET,
+            path: "/nope".into(),
+        };
+        let v = body_json(err.into_response()).await;
+        assert_eq!(v["error"], "Not Found");
+        assert_eq!(v["message"], "Route GET:/nope not found");
+        assert!(v.get("service").is_none());
+    }
+}

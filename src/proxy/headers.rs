@@ -1,0 +1,234 @@
+//! Header rules applied to every proxied exchange.
+
+use std::net::IpAddr;
+
+use http::header::{
+    CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus the
+/// non-standard ones clients still send. Forwarding them would let a client steer our pooled
+/// upstream connections (or smuggle an `Upgrade`).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// A client-supplied request id longer than this is replaced rather than logged and forwarded.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Removes hop-by-hop headers, including every header that `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Sets the `X-Forwarded-*` headers for a request received from `peer`.
+///
+/// With `trust` (the old gateway's `trustProxy`), values set by a proxy in front of us are kept
+/// and `peer` is appended to the chain; without it the client's values are replaced.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    host: Option<HeaderValue>,
+    trust: bool,
+) {
+    let peer_value = ip_header_value(peer);
+    let xff = match headers.get(X_FORWARDED_FOR) {
+        Some(_) if trust => {
+            let mut chain: Vec<u8> = Vec::with_capacity(64);
+            for v in headers.get_all(X_FORWARDED_FOR) {
+                if !chain.is_empty() {
+                    chain.extend_from_slice(b", ");
+                }
+                chain.extend_from_slice(v.as_bytes());
+            }
+            chain.extend_from_slice(b", ");
+            chain.extend_from_slice(peer_value.as_bytes());
+            HeaderValue::from_bytes(&chain).unwrap_or(peer_value)
+        }
+        _ => peer_value,
+    };
+    headers.insert(X_FORWARDED_FOR, xff);
+    if !(trust && headers.contains_key(X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if !(trust && headers.contains_key(X_FORWARDED_HOST)) {
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST, h);
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    // An IP address prints as ASCII digits, dots, colons and hex: always a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// The Host the client asked for: the `Host` header (HTTP/1) or the `:authority` (HTTP/2).
+pub fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
+    headers.get(HOST).cloned().or_else(|| {
+        uri.authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
+}
+
+/// Returns the request id, generating one when the client sent none (or an unusable one), and
+/// makes sure the header carries it so the upstream logs the same id.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(X_REQUEST_ID)
+        && !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+    {
+        return id.clone();
+    }
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let id = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"));
+    headers.insert(X_REQUEST_ID, id.clone());
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic Zm9v"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-secret-hop", "1"),
+            ("authorization", "Bearer t"),
+            ("content-type", "application/json"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["authorization", "content-type"]);
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_when_trusted() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "10.0.0.7".parse().unwrap(),
+            Some(HeaderValue::from_static("gw")),
+            true,
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1, 10.0.0.7");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert_eq!(h[X_FORWARDED_HOST], "gw");
+    }
+
+    #[test]
+    fn trusted_proto_and_host_are_kept() {
+        let mut h = map(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "edu.example"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "::1".parse().unwrap(),
+            Some(HeaderValue::from_static("gw")),
+            true,
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "::1");
+        assert_eq!(h[X_FORWARDED_PROTO], "https");
+        assert_eq!(h[X_FORWARDED_HOST], "edu.example");
+    }
+
+    #[test]
+    fn untrusted_client_values_are_replaced() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+        ]);
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), None, false);
+        assert_eq!(h[X_FORWARDED_FOR], "127.0.0.1");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert!(!h.contains_key(X_FORWARDED_HOST));
+    }
+
+    #[test]
+    fn request_id_is_kept_or_generated() {
+        let mut h = map(&[("x-request-id", "abc-123")]);
+        assert_eq!(ensure_request_id(&mut h), "abc-123");
+
+        let mut h = HeaderMap::new();
+        let id = ensure_request_id(&mut h);
+        assert_eq!(id.len(), 36);
+        assert_eq!(h[X_REQUEST_ID], id);
+        assert_ne!(ensure_request_id(&mut HeaderMap::new()), id);
+
+        let long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
+        let mut h = map(&[("x-request-id", &long)]);
+        assert_eq!(ensure_request_id(&mut h).len(), 36);
+    }
+
+    #[test]
+    fn host_comes_from_header_or_authority() {
+        let h = map(&[("host", "gw.example:8090")]);
+        let uri: http::Uri = "/x".parse().unwrap();
+        assert_eq!(request_host(&h, &uri).unwrap(), "gw.example:8090");
+        let uri: http::Uri = "http://h2.example/x".parse().unwrap();
+        assert_eq!(request_host(&HeaderMap::new(), &uri).unwrap(), "h2.example");
+        assert!(request_host(&HeaderMap::new(), &"/x".parse().unwrap()).is_none());
+    }
+}

@@ -1,0 +1,166 @@
+//! The proxy: from a client's request to an upstream's response, with the header rules and
+//! error answers of [`headers`] and [`error`].
+
+pub mod body;
+pub mod error;
+pub mod headers;
+
+use std::net::SocketAddr;
+
+use http::header::{CONTENT_LENGTH, HOST};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use self::body::{BodyError, RequestBody, ResponseBody, find_body_error};
+use self::error::ProxyError;
+use self::headers::X_REQUEST_ID;
+use crate::config::Config;
+use crate::routing::{RouteTable, normalize_path};
+use crate::telemetry::ErrorChain;
+use crate::upstream::{BuildError, Upstream};
+
+/// Routes requests and forwards them to upstreams. Shared by all connections.
+#[derive(Debug)]
+pub struct Gateway {
+    routes: RouteTable,
+    upstreams: Vec<Upstream>,
+    max_body: u64,
+    trust_forwarded: bool,
+}
+
+impl Gateway {
+    pub fn new(config: &Config) -> Result<Self, BuildError> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|(name, cfg)| Upstream::new(name, cfg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = RouteTable::new(&config.routes, |name| {
+            upstreams.iter().position(|u| &**u.name() == name)
+        })
+        .map_err(|message| BuildError {
+            name: "routes".to_owned(),
+            message,
+        })?;
+        Ok(Self {
+            routes,
+            upstreams,
+            max_body: config.server.max_body,
+            trust_forwarded: config.server.trust_forwarded,
+        })
+    }
+
+    /// Proxies one request. Never fails: every error becomes the JSON answer a client expects.
+    pub async fn proxy(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let (mut head, body) = req.into_parts();
+        let request_id = headers::ensure_request_id(&mut head.headers);
+        let mut resp = match self.forward(head, body, peer).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                let status = err.status();
+                if status.is_server_error() {
+                    tracing::warn!(
+                        request_id = ?request_id,
+                        status = status.as_u16(),
+                        error = %ErrorChain(&err),
+                        "proxy error"
+                    );
+                } else {
+                    tracing::debug!(request_id = ?request_id, status = status.as_u16(), error = %ErrorChain(&err), "request refused");
+                }
+                err.into_response()
+            }
+        };
+        resp.headers_mut().entry(X_REQUEST_ID).or_insert(request_id);
+        resp
+    }
+
+    async fn forward(
+        &self,
+        mut head: Parts,
+        body: Incoming,
+        peer: SocketAddr,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        // Conflicting framing (Content-Length with Transfer-Encoding) never gets here as such:
+        // hyper's parser applies RFC 9112 section 6.3 (chunked wins, Content-Length dropped,
+        // connection closed after the response), and we re-frame the body upstream ourselves,
+        // so a smuggled second request is never parsed by us or by a backend.
+        let path = normalize_path(head.uri.path())?;
+        let (route, upstream) = self
+            .routes
+            .find(&path)
+            .and_then(|r| Some((r, self.upstreams.get(r.upstream)?)))
+            .ok_or_else(|| ProxyError::NoRoute {
+                method: head.method.clone(),
+                path: path.clone().into_owned(),
+            })?;
+        if content_length(&head.headers).is_some_and(|len| len > self.max_body) {
+            return Err(ProxyError::PayloadTooLarge {
+                limit: self.max_body,
+            });
+        }
+
+        let upstream_path = route.upstream_path(&path);
+        if upstream_path != head.uri.path() {
+            head.uri = with_path(&head.uri, &upstream_path)?;
+        }
+
+        let host = headers::request_host(&head.headers, &head.uri);
+        headers::strip_hop_by_hop(&mut head.headers);
+        headers::set_forwarded(
+            &mut head.headers,
+            peer.ip(),
+            host.clone(),
+            self.trust_forwarded,
+        );
+        if let Some(host) = host
+            && !head.headers.contains_key(HOST)
+        {
+            // HTTP/2 clients send :authority instead; an HTTP/1.1 upstream needs Host.
+            head.headers.insert(HOST, host);
+        }
+        head.version = Version::HTTP_11;
+
+        let req = Request::from_parts(head, RequestBody::new(body, self.max_body));
+        match upstream.send(req).await {
+            Ok(resp) => {
+                let (mut head, body) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut head.headers);
+                // The upstream's HTTP version describes its connection to us, not ours to the
+                // client (an HTTP/1.0 backend must not downgrade a keep-alive client).
+                head.version = Version::HTTP_11;
+                Ok(Response::from_parts(
+                    head,
+                    body.map_err(Into::into).boxed_unsync(),
+                ))
+            }
+            Err(source) => Err(match find_body_error(&source) {
+                Some(BodyError::TooLarge { limit }) => {
+                    ProxyError::PayloadTooLarge { limit: *limit }
+                }
+                Some(BodyError::Client(_)) => ProxyError::ClientBody,
+                None => ProxyError::Upstream {
+                    service: upstream.name().clone(),
+                    source,
+                },
+            }),
+        }
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// The same request target with another path (origin form: the upstream client adds the rest).
+fn with_path(uri: &Uri, path: &str) -> Result<Uri, ProxyError> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let pq = PathAndQuery::try_from(pq).map_err(|_| ProxyError::BadUri)?;
+    Ok(Uri::from(pq))
+}

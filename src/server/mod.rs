@@ -1,0 +1,290 @@
+//! Listeners, connections and graceful shutdown.
+//!
+//! Shutdown follows Swarm's rolling update: the task is removed from DNS, then gets SIGTERM while
+//! clients still arrive for a few seconds. So on the signal we (1) turn /health to 503 and keep
+//! serving for `shutdown_drain`, telling every HTTP/1 client `Connection: close` and every HTTP/2
+//! client GOAWAY so they reconnect to another replica; (2) stop accepting; (3) let in-flight
+//! requests finish within `shutdown_timeout`.
+
+pub mod health;
+mod lifecycle;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::header::CONNECTION;
+use http::{HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use lifecycle::Lifecycle;
+
+use crate::admin::Admin;
+use crate::config::{Config, ServerConfig};
+use crate::proxy::Gateway;
+use crate::proxy::body::ResponseBody;
+use crate::telemetry::ErrorChain;
+
+/// Something that answers requests on a listener.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} ({key})")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the upstreams")]
+    Build(#[from] crate::upstream::BuildError),
+}
+
+/// The public listener: `/health`, everything else through the proxy.
+#[derive(Debug)]
+pub struct Public {
+    gateway: Gateway,
+    lifecycle: Lifecycle,
+}
+
+impl Handler for Public {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
+        if req.uri().path() == health::PATH {
+            return health::respond(req.method(), &self.lifecycle);
+        }
+        self.gateway.proxy(req, peer).await
+    }
+}
+
+/// A gateway with both listeners bound, ready to serve.
+pub struct Server {
+    public: TcpListener,
+    admin: TcpListener,
+    public_handler: Arc<Public>,
+    admin_handler: Arc<Admin>,
+    config: ServerConfig,
+    lifecycle: Lifecycle,
+}
+
+impl Server {
+    /// Builds everything and binds both listeners; nothing is served until [`Server::serve`].
+    pub async fn bind(config: &Config) -> Result<Self, ServerError> {
+        let lifecycle = Lifecycle::new();
+        let gateway = Gateway::new(config)?;
+        let public = bind(config.server.listen, "server.listen").await?;
+        let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
+        Ok(Self {
+            public,
+            admin,
+            public_handler: Arc::new(Public {
+                gateway,
+                lifecycle: lifecycle.clone(),
+            }),
+            admin_handler: Arc::new(Admin::new(lifecycle.clone())),
+            config: config.server.clone(),
+            lifecycle,
+        })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public.local_addr().unwrap_or(self.config.listen)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or(self.config.admin_listen)
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains and returns once every connection is done
+    /// or `shutdown_timeout` has passed.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let builder = Arc::new(connection_builder(&self.config));
+        let tracker = TaskTracker::new();
+        let stop_accepting = CancellationToken::new();
+        tracing::info!(
+            listen = %self.public_addr(),
+            admin_listen = %self.admin_addr(),
+            version = env!("CARGO_PKG_VERSION"),
+            "gateway started"
+        );
+        let public = tokio::spawn(accept_loop(
+            self.public,
+            self.public_handler,
+            builder.clone(),
+            self.lifecycle.clone(),
+            tracker.clone(),
+            stop_accepting.clone(),
+        ));
+        let admin = tokio::spawn(accept_loop(
+            self.admin,
+            self.admin_handler,
+            builder,
+            self.lifecycle.clone(),
+            tracker.clone(),
+            stop_accepting.clone(),
+        ));
+
+        shutdown.await;
+        let drain = self.config.shutdown_drain;
+        tracing::info!(drain = ?drain, "shutdown requested: /health now answers 503, draining");
+        self.lifecycle.begin_drain();
+        tokio::time::sleep(drain).await;
+
+        stop_accepting.cancel();
+        // The accept loops own the listeners: once they return, the ports are closed.
+        let _ = tokio::join!(public, admin);
+        tracker.close();
+        tracing::info!(
+            connections = tracker.len(),
+            "stopped accepting; finishing in-flight requests"
+        );
+        self.lifecycle.stop();
+        match tokio::time::timeout(self.config.shutdown_timeout, tracker.wait()).await {
+            Ok(()) => tracing::info!("all connections closed; exiting"),
+            Err(_) => tracing::warn!(
+                connections = tracker.len(),
+                timeout = ?self.config.shutdown_timeout,
+                "shutdown timeout reached; abandoning remaining connections"
+            ),
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { key, addr, source })
+}
+
+fn connection_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // The header read timeout needs a timer, or a slowloris client holds a socket forever.
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout)
+        // hyper answers 431 when a request head does not fit in the read buffer.
+        .max_buf_size(cfg.max_header_size);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
+    builder
+}
+
+async fn accept_loop<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    lifecycle: Lifecycle,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let conn = Connection {
+                    handler: handler.clone(),
+                    lifecycle: lifecycle.clone(),
+                    peer,
+                    is_h2: AtomicBool::new(false),
+                };
+                tracker.spawn(serve_connection(stream, Arc::new(conn), builder.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Per-connection state shared with its requests (one `Arc` clone per request).
+struct Connection<H> {
+    handler: Arc<H>,
+    lifecycle: Lifecycle,
+    peer: SocketAddr,
+    is_h2: AtomicBool,
+}
+
+async fn serve_connection<H: Handler>(
+    stream: TcpStream,
+    conn: Arc<Connection<H>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay failed");
+    }
+    let svc = {
+        let conn = conn.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let conn = conn.clone();
+            async move {
+                let http1 = req.version() < Version::HTTP_2;
+                if !http1 {
+                    conn.is_h2.store(true, Ordering::Relaxed);
+                }
+                let mut resp = conn.handler.clone().handle(req, conn.peer).await;
+                if http1 && conn.lifecycle.is_draining() {
+                    // hyper closes the connection after a response that says so.
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let served = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(served);
+    let mut drain_seen = false;
+    let result = loop {
+        tokio::select! {
+            result = served.as_mut() => break result,
+            () = conn.lifecycle.draining(), if !drain_seen => {
+                drain_seen = true;
+                // HTTP/2 has no per-response close: GOAWAY now lets in-flight streams finish
+                // and sends new ones elsewhere. HTTP/1 connections are closed response by
+                // response, above, so keep-alive clients are not cut off mid-race.
+                if conn.is_h2.load(Ordering::Relaxed) {
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+            () = conn.lifecycle.stopping() => {
+                served.as_mut().graceful_shutdown();
+                break served.await;
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %conn.peer, error = %ErrorChain(&*e), "connection ended with an error");
+    }
+}

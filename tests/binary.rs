@@ -1,0 +1,425 @@
+//! The real binary: graceful shutdown on SIGTERM, config errors, the healthcheck command.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::{Notify, Semaphore};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stratix-gateway");
+
+async fn free_port() -> SocketAddr {
+    dead_addr().await
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+struct Running {
+    child: Child,
+    public: SocketAddr,
+    admin: SocketAddr,
+    log: PathBuf,
+}
+
+async fn start_binary(dir: &Path, upstream: SocketAddr, server_extra: &str) -> Running {
+    let (public, admin) = (free_port().await, free_port().await);
+    let cfg = format!(
+        r#"
+[server]
+listen = "{public}"
+admin_listen = "{admin}"
+{server_extra}
+
+[log]
+format = "json"
+level = "info"
+
+[upstreams.app-icalink]
+endpoints = ["{upstream}"]
+
+[[routes]]
+prefix = "/api/icalink/"
+upstream = "app-icalink"
+"#
+    );
+    let config = write_config(dir, &cfg);
+    let log = dir.join("gateway.log");
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let running = Running {
+        child,
+        public,
+        admin,
+        log,
+    };
+    for _ in 0..500 {
+        if health(running.admin).await == Some(StatusCode::OK) {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "gateway did not become healthy; log:\n{}",
+        std::fs::read_to_string(&running.log).unwrap_or_default()
+    );
+}
+
+async fn health(addr: SocketAddr) -> Option<StatusCode> {
+    let resp = client()
+        .get(format!("http://{addr}/health").parse().unwrap())
+        .await
+        .ok()?;
+    Some(resp.status())
+}
+
+/// A dedicated HTTP/1.1 connection, so the test controls which requests share it.
+async fn connection(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<TestBody> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+fn get(addr: SocketAddr, path: &str) -> Request<TestBody> {
+    Request::get(path)
+        .header("host", addr.to_string())
+        .body(full(""))
+        .unwrap()
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("child is running") as i32;
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+}
+
+/// Upstream whose `/api/icalink/slow` answers only when released; other paths answer at once.
+async fn slow_upstream() -> (Upstream, Arc<Semaphore>, Arc<Notify>) {
+    let release = Arc::new(Semaphore::new(0));
+    let arrived = Arc::new(Notify::new());
+    let (r, a) = (release.clone(), arrived.clone());
+    let up = Upstream::start(
+        "127.0.0.1:0",
+        Arc::new(move |req: Request<Incoming>| {
+            let (r, a) = (r.clone(), a.clone());
+            Box::pin(async move {
+                if req.uri().path() == "/api/icalink/slow" {
+                    a.notify_one();
+                    r.acquire().await.unwrap().forget();
+                    return Response::new(full("slow done"));
+                }
+                Response::new(full("fast"))
+            })
+        }),
+    )
+    .await;
+    (up, release, arrived)
+}
+
+#[tokio::test]
+async fn sigterm_drains_then_finishes_in_flight_requests_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, release, arrived) = slow_upstream().await;
+    let mut gw = start_binary(
+        dir.path(),
+        up.addr,
+        "shutdown_drain = \"1500ms\"\nshutdown_timeout = \"20s\"",
+    )
+    .await;
+
+    // A request in flight when SIGTERM arrives.
+    let mut in_flight_conn = connection(gw.public).await;
+    let in_flight = tokio::spawn(async move {
+        let resp = in_flight_conn
+            .send_request(get(gw.public, "/api/icalink/slow"))
+            .await
+            .unwrap();
+        let close = resp.headers().get("connection").cloned();
+        (resp.status(), close, body_bytes(resp).await)
+    });
+    tokio::time::timeout(Duration::from_secs(10), arrived.notified())
+        .await
+        .expect("slow request reached the upstream");
+    // A keep-alive connection opened before the signal.
+    let mut idle_conn = connection(gw.public).await;
+    let resp = idle_conn
+        .send_request(get(gw.public, "/api/icalink/fast"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get("connection").is_none());
+
+    sigterm(&gw.child);
+
+    // Draining: /health says 503 on both listeners at once, proxying goes on.
+    let mut draining = false;
+    for _ in 0..100 {
+        if health(gw.admin).await == Some(StatusCode::SERVICE_UNAVAILABLE) {
+            draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(draining, "/health did not turn 503 after SIGTERM");
+    assert_eq!(
+        health(gw.public).await,
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    let resp = client()
+        .get(format!("http://{}/health", gw.admin).parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(body_bytes(resp).await, r#"{"status":"draining"}"#);
+
+    // The keep-alive client is answered and told to go.
+    let resp = idle_conn
+        .send_request(get(gw.public, "/api/icalink/fast"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["connection"], "close");
+    // New connections are still accepted during the drain.
+    let resp = client()
+        .get(
+            format!("http://{}/api/icalink/new", gw.public)
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // After the drain delay: no longer accepting, but the in-flight request is still pending.
+    let mut refused = false;
+    for _ in 0..500 {
+        if TcpStream::connect(gw.public).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        refused,
+        "still accepting connections long after the drain delay"
+    );
+    assert!(!in_flight.is_finished());
+    assert!(
+        gw.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+
+    release.add_permits(1);
+    let (status, close, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "slow done");
+    assert_eq!(close.unwrap(), "close");
+
+    let exit = tokio::time::timeout(Duration::from_secs(10), gw.child.wait())
+        .await
+        .expect("gateway exits")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert!(log.contains("all connections closed"), "{log}");
+}
+
+#[tokio::test]
+async fn shutdown_timeout_bounds_a_request_that_never_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, _release, arrived) = slow_upstream().await;
+    let mut gw = start_binary(
+        dir.path(),
+        up.addr,
+        "shutdown_drain = \"0s\"\nshutdown_timeout = \"500ms\"",
+    )
+    .await;
+    let public = gw.public;
+    let stuck = tokio::spawn(async move {
+        client()
+            .get(format!("http://{public}/api/icalink/slow").parse().unwrap())
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(10), arrived.notified())
+        .await
+        .unwrap();
+    sigterm(&gw.child);
+    let exit = tokio::time::timeout(Duration::from_secs(15), gw.child.wait())
+        .await
+        .expect("gateway exits")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    // The abandoned client sees its connection end rather than hang.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), stuck)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_err()
+    );
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(log.contains("shutdown timeout reached"), "{log}");
+}
+
+fn run_sync(args: &[&str], config: &Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[server]\nshutdown_drain = \"soon\"\n",
+            "server.shutdown_drain",
+        ),
+        ("[server]\nlisten = \"localhost\"\n", "server.listen"),
+        (
+            "[server]\nlisten_addr = \"0.0.0.0:1\"\n",
+            "server.listen_addr",
+        ),
+        (
+            "[upstreams.a]\nendpoints = [\"10.0.0.1\"]\n[[routes]]\nprefix = \"/a/\"\nupstream = \"a\"\n",
+            "upstreams.a.endpoints[0]",
+        ),
+        (
+            "[upstreams.a]\nendpoints = []\n[[routes]]\nprefix = \"/a/\"\nupstream = \"a\"\n",
+            "upstreams.a.endpoints",
+        ),
+        (
+            "[upstreams.a]\nendpoints = [\"127.0.0.1:1\"]\n[[routes]]\nprefix = \"/a/\"\nupstream = \"b\"\n",
+            "routes[0].upstream",
+        ),
+    ];
+    for (text, key) in cases {
+        let path = write_config(dir.path(), text);
+        for args in [&["check-config"][..], &[][..]] {
+            let out = run_sync(args, &path);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {text}: {stderr}");
+            assert!(
+                stderr.contains(key),
+                "{args:?}: {key} not named in: {stderr}"
+            );
+            assert!(
+                stderr.contains(&*path.to_string_lossy()),
+                "file not named in: {stderr}"
+            );
+        }
+    }
+    let out = run_sync(&["check-config"], &dir.path().join("missing.toml"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn invalid_config_is_reported_before_any_port_is_bound() {
+    // Hold the configured port: if the gateway bound before validating, it would fail with a
+    // bind error instead of the config error.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"{port}\"\n[upstreams.a]\nendpoints = [\"127.0.0.1:1\"]\n[[routes]]\nprefix = \"/a/\"\nupstream = \"nope\"\n"
+        ),
+    );
+    let out = run_sync(&[], &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("routes[0].upstream"), "{stderr}");
+    assert!(!stderr.contains("cannot listen"), "{stderr}");
+}
+
+#[test]
+fn check_config_prints_the_effective_config() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateway.toml");
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("GATEWAY_SERVER__SHUTDOWN_DRAIN", "7s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let config = stratix_gateway::config::Config::from_toml("printed", &printed).unwrap();
+    assert_eq!(config.server.shutdown_drain, Duration::from_secs(7));
+    assert_eq!(config.routes.len(), 2);
+}
+
+#[tokio::test]
+async fn healthcheck_command_reflects_the_gateway() {
+    let (up, _seen) = Upstream::recording("127.0.0.1:0").await;
+    let gw = Gateway::start(&config(&[up.addr], &[up.addr], "")).await;
+    let status = Command::new(BIN)
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://{}/health", gw.admin),
+        ])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+
+    let dead = dead_addr().await;
+    let out = Command::new(BIN)
+        .args(["healthcheck", "--url", &format!("http://{dead}/health")])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("healthcheck"));
+
+    // A non-200 answer (a route the admin listener does not serve) is unhealthy too.
+    let out = Command::new(BIN)
+        .args(["healthcheck", "--url", &format!("http://{}/nope", gw.admin)])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}

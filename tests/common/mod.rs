@@ -1,0 +1,251 @@
+//! Test harness: real upstream servers and a real gateway on loopback sockets.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use stratix_gateway::config::Config;
+use stratix_gateway::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+pub type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>;
+pub type Handler = Arc<dyn Fn(Request<Incoming>) -> HandlerFuture + Send + Sync>;
+
+/// What an upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+pub fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+/// A real HTTP/1.1 server on loopback.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Serves `handler` on `addr` (use port 0 for an ephemeral port).
+    pub async fn start(addr: &str, handler: Handler) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind upstream");
+        let addr = listener.local_addr().unwrap();
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let handler = handler.clone();
+                        conns.spawn(async move {
+                            let svc = service_fn(move |req| {
+                                let handler = handler.clone();
+                                async move { Ok::<_, Infallible>(handler(req).await) }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                }
+            }
+            // Dropping the set aborts open connections: the upstream is really gone.
+            conns.abort_all();
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Records every request (body read in full) and answers 200 `{"ok":true}` with an
+    /// `x-upstream` header naming this server.
+    pub async fn recording(addr: &str) -> (Self, Arc<Mutex<Vec<Seen>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let up = Self::start(
+            addr,
+            Arc::new(move |req: Request<Incoming>| {
+                let log = log.clone();
+                Box::pin(async move {
+                    let (head, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|c| c.to_bytes())
+                        .unwrap_or_default();
+                    let echo_len = body.len();
+                    log.lock().unwrap().push(Seen {
+                        method: head.method,
+                        uri: head.uri,
+                        headers: head.headers,
+                        body: body.clone(),
+                    });
+                    Response::builder()
+                        .header("content-type", "application/json")
+                        .header("x-body-len", echo_len)
+                        .body(full(body))
+                        .unwrap()
+                })
+            }),
+        )
+        .await;
+        (up, seen)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A gateway served in-process on ephemeral loopback ports.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// `toml` is a full config; its listeners are replaced by ephemeral loopback ports.
+    pub async fn start(toml: &str) -> Self {
+        let mut config = Config::from_toml("test.toml", toml).expect("valid test config");
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+        let server = Server::bind(&config).await.expect("bind gateway");
+        let (addr, admin) = (server.public_addr(), server.admin_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            admin,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> Uri {
+        format!("http://{}{}", self.addr, path).parse().unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A config routing `/api/icalink/` and `/api/workflows/` to the given endpoints.
+pub fn config(icalink: &[SocketAddr], icasync: &[SocketAddr], extra: &str) -> String {
+    let list = |eps: &[SocketAddr]| {
+        eps.iter()
+            .map(|e| format!("\"{e}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"
+[server]
+shutdown_drain = "0s"
+shutdown_timeout = "5s"
+{extra}
+
+[upstreams.app-icalink]
+endpoints = [{}]
+
+[upstreams.app-icasync]
+endpoints = [{}]
+
+[[routes]]
+prefix = "/api/icalink/"
+upstream = "app-icalink"
+
+[[routes]]
+prefix = "/api/workflows/"
+upstream = "app-icasync"
+"#,
+        list(icalink),
+        list(icasync)
+    )
+}
+
+/// An address where nothing listens (bound, then released).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, TestBody> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn body_bytes(resp: Response<Incoming>) -> Bytes {
+    resp.into_body().collect().await.unwrap().to_bytes()
+}
+
+pub async fn body_json(resp: Response<Incoming>) -> serde_json::Value {
+    let b = body_bytes(resp).await;
+    serde_json::from_slice(&b).unwrap_or_else(|e| panic!("not JSON ({e}): {b:?}"))
+}
+
+/// Sends raw bytes and reads until the server closes or `limit` passes; returns what came back.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(limit, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Bounded wait for a condition that another task makes true.
+pub async fn eventually<F: FnMut() -> bool>(what: &str, mut cond: F) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
