@@ -16,7 +16,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use validate::{Invalid, Problem, parse_endpoint};
+pub use validate::{Invalid, Problem, parse_dns_name, parse_endpoint, parse_nameserver};
 
 /// Default location of the configuration file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/gateway.toml";
@@ -28,6 +28,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     #[serde(default)]
@@ -100,16 +102,105 @@ impl Default for LogConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// DNS servers as `ip` or `ip:port`; empty: the system's (/etc/resolv.conf, which is
+    /// Swarm's embedded 127.0.0.11 inside a task).
+    pub nameservers: Vec<String>,
+    /// Re-resolve this often. Swarm answers with a fixed 600 s TTL, so the TTL is ignored.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// Give up on one resolution after this; the last known set keeps serving.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            refresh: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Static task addresses, `host:port`.
+    /// Static task addresses, `host:port`. Exactly one of `endpoints` and `host` is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
+    /// A DNS name resolved to the set of task addresses (`tasks.<service>` under Swarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The port every task listens on; required with `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Idle pooled connections are closed after this; keep it below the backend's keep-alive
     /// (Node closes idle sockets after 5 s) so we never write into a socket it is closing.
     #[serde(default = "default_pool_idle_timeout", with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
+    /// Active health checks; absent: endpoints take traffic as soon as they are discovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
+    /// Passive health: ejection of endpoints failing live traffic.
+    #[serde(default)]
+    pub outlier: OutlierConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    pub path: String,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive probe failures before an endpoint leaves rotation.
+    pub unhealthy_threshold: u32,
+    /// Consecutive probe successes before it returns.
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            path: "/health".to_owned(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            unhealthy_threshold: 2,
+            healthy_threshold: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierConfig {
+    /// Consecutive failures (connect errors, resets, timeouts, 500/502/503/504) that eject an
+    /// endpoint; 0 turns ejection off.
+    pub consecutive_failures: u32,
+    /// First ejection time; doubled on each repeat ejection, capped at `max_ejection`.
+    #[serde(with = "humantime_serde")]
+    pub base_ejection: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Duration,
+    /// Never eject more than this share of endpoints (at least one may be ejected).
+    pub max_ejection_percent: u8,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+            max_ejection_percent: 50,
+        }
+    }
 }
 
 fn default_connect_timeout() -> Duration {

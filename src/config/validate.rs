@@ -53,6 +53,33 @@ pub fn parse_endpoint(text: &str) -> Result<Authority, String> {
     }
 }
 
+/// Parses a DNS server address: `ip` (port 53) or `ip:port`.
+pub fn parse_nameserver(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(std::net::SocketAddr::new(ip, 53));
+    }
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an IP address or ip:port"))
+}
+
+/// Checks a DNS name for discovery (`tasks.app-icalink`): letters, digits, '-', '_' and dots.
+pub fn parse_dns_name(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= 253
+        && text.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{text:?} is not a valid DNS name"))
+    }
+}
+
 struct Problems(Vec<Problem>);
 
 impl Problems {
@@ -68,6 +95,7 @@ impl Config {
     pub(super) fn validate(&self, source: &str) -> Result<(), Invalid> {
         let mut p = Problems(Vec::new());
         self.validate_server(&mut p);
+        self.validate_discovery(&mut p);
         self.validate_upstreams(&mut p);
         self.validate_routes(&mut p);
         if p.0.is_empty() {
@@ -105,16 +133,52 @@ impl Config {
         }
     }
 
+    fn validate_discovery(&self, p: &mut Problems) {
+        let d = &self.discovery;
+        for (i, ns) in d.nameservers.iter().enumerate() {
+            if let Err(msg) = parse_nameserver(ns) {
+                p.push(format!("discovery.nameservers[{i}]"), msg);
+            }
+        }
+        if d.refresh.is_zero() {
+            p.push("discovery.refresh", "must be greater than 0");
+        }
+        if d.timeout.is_zero() {
+            p.push("discovery.timeout", "must be greater than 0");
+        }
+    }
+
     fn validate_upstreams(&self, p: &mut Problems) {
         if self.upstreams.is_empty() {
             p.push("upstreams", "no upstream is defined");
         }
         for (name, u) in &self.upstreams {
             let key = format!("upstreams.{name}");
-            if u.endpoints.is_empty() {
-                p.push(
+            match (&u.host, u.endpoints.is_empty()) {
+                (Some(_), false) => p.push(
+                    format!("{key}.host"),
+                    "set either `host` (DNS discovery) or `endpoints` (static), not both",
+                ),
+                (None, true) => p.push(
                     format!("{key}.endpoints"),
-                    "must list at least one host:port",
+                    "must list at least one host:port (or set `host` and `port` for DNS discovery)",
+                ),
+                (Some(host), true) => {
+                    if let Err(msg) = parse_dns_name(host) {
+                        p.push(format!("{key}.host"), msg);
+                    }
+                    match u.port {
+                        None => p.push(format!("{key}.port"), "is required with `host`"),
+                        Some(0) => p.push(format!("{key}.port"), "must be between 1 and 65535"),
+                        Some(_) => {}
+                    }
+                }
+                (None, false) => {}
+            }
+            if u.host.is_none() && u.port.is_some() {
+                p.push(
+                    format!("{key}.port"),
+                    "only goes with `host`; write endpoints as host:port",
                 );
             }
             let mut seen = BTreeSet::new();
@@ -130,6 +194,51 @@ impl Config {
             }
             if u.connect_timeout.is_zero() {
                 p.push(format!("{key}.connect_timeout"), "must be greater than 0");
+            }
+            if let Some(h) = &u.health {
+                if !h.path.starts_with('/') {
+                    p.push(
+                        format!("{key}.health.path"),
+                        format!("{:?} must start with '/'", h.path),
+                    );
+                } else if h.path.parse::<http::uri::PathAndQuery>().is_err() {
+                    p.push(
+                        format!("{key}.health.path"),
+                        format!("{:?} is not a valid path", h.path),
+                    );
+                }
+                for (k, v) in [("interval", h.interval), ("timeout", h.timeout)] {
+                    if v.is_zero() {
+                        p.push(format!("{key}.health.{k}"), "must be greater than 0");
+                    }
+                }
+                for (k, v) in [
+                    ("unhealthy_threshold", h.unhealthy_threshold),
+                    ("healthy_threshold", h.healthy_threshold),
+                ] {
+                    if v == 0 {
+                        p.push(format!("{key}.health.{k}"), "must be at least 1");
+                    }
+                }
+            }
+            let o = &u.outlier;
+            if o.max_ejection_percent > 100 {
+                p.push(
+                    format!("{key}.outlier.max_ejection_percent"),
+                    "must be between 0 and 100",
+                );
+            }
+            if o.consecutive_failures > 0 && o.base_ejection.is_zero() {
+                p.push(
+                    format!("{key}.outlier.base_ejection"),
+                    "must be greater than 0",
+                );
+            }
+            if o.max_ejection < o.base_ejection {
+                p.push(
+                    format!("{key}.outlier.max_ejection"),
+                    "must be at least outlier.base_ejection",
+                );
             }
         }
     }
@@ -200,6 +309,57 @@ mod tests {
         assert!(parse_endpoint("user@host:1").is_err());
         assert!(parse_endpoint("host:0").is_err());
         assert!(parse_endpoint("host:99999").is_err());
+    }
+
+    #[test]
+    fn discovery_settings() {
+        assert_eq!(
+            parse_nameserver("127.0.0.11").unwrap(),
+            "127.0.0.11:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_nameserver("127.0.0.1:5353").unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        );
+        assert!(parse_nameserver("dns.example").is_err());
+        assert!(parse_dns_name("tasks.app-icalink").is_ok());
+        assert!(parse_dns_name("tasks..x").is_err());
+        assert!(parse_dns_name("a b").is_err());
+        let k = keys(
+            r#"
+            [discovery]
+            nameservers = ["nope"]
+            [upstreams.a]
+            host = "tasks.a"
+            [upstreams.b]
+            host = "tasks.b"
+            port = 3000
+            endpoints = ["127.0.0.1:1"]
+            [upstreams.c]
+            endpoints = ["127.0.0.1:1"]
+            port = 3000
+            [upstreams.c.health]
+            path = "health"
+            unhealthy_threshold = 0
+            [upstreams.c.outlier]
+            max_ejection_percent = 101
+            [[routes]]
+            prefix = "/a/"
+            upstream = "a"
+            "#,
+        );
+        assert_eq!(
+            k,
+            [
+                "discovery.nameservers[0]",
+                "upstreams.a.port",
+                "upstreams.b.host",
+                "upstreams.c.port",
+                "upstreams.c.health.path",
+                "upstreams.c.health.unhealthy_threshold",
+                "upstreams.c.outlier.max_ejection_percent",
+            ]
+        );
     }
 
     #[test]

@@ -40,6 +40,10 @@ impl ProxyError {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::BadPath(_) | Self::BadUri | Self::ClientBody => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Upstream {
+                source: UpstreamError::NoEndpoints,
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -54,6 +58,10 @@ impl ProxyError {
                 format!("Request body is larger than {limit} bytes")
             }
             Self::ClientBody => "Request body could not be read".to_owned(),
+            Self::Upstream {
+                source: UpstreamError::NoEndpoints,
+                ..
+            } => "No healthy task available".to_owned(),
             Self::Upstream { .. } => "Upstream service unavailable".to_owned(),
         }
     }
@@ -132,9 +140,13 @@ mod tests {
 
     #[tokio::test]
     async fn bad_gateway_has_the_old_shape() {
+        let http_err = http::Request::builder()
+            .uri("bad uri")
+            .body(())
+            .unwrap_err();
         let err = ProxyError::Upstream {
             service: "app-icalink".into(),
-            source: UpstreamError::NoEndpoints,
+            source: UpstreamError::Uri(http_err),
         };
         let resp = err.into_response();
         assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
@@ -148,6 +160,20 @@ mod tests {
         assert_eq!(v["service"], "app-icalink");
         let ts = v["timestamp"].as_str().unwrap();
         assert!(humantime::parse_rfc3339(ts).is_ok(), "{ts}");
+    }
+
+    #[tokio::test]
+    async fn no_healthy_task_is_503() {
+        let err = ProxyError::Upstream {
+            service: "app-icalink".into(),
+            source: UpstreamError::NoEndpoints,
+        };
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let v = body_json(resp).await;
+        assert_eq!(v["error"], "Service Unavailable");
+        assert_eq!(v["message"], "No healthy task available");
+        assert_eq!(v["service"], "app-icalink");
     }
 
     #[tokio::test]

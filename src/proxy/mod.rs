@@ -36,7 +36,7 @@ impl Gateway {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|(name, cfg)| Upstream::new(name, cfg))
+            .map(|(name, cfg)| Upstream::new(name, cfg, &config.discovery))
             .collect::<Result<Vec<_>, _>>()?;
         let routes = RouteTable::new(&config.routes, |name| {
             upstreams.iter().position(|u| &**u.name() == name)
@@ -51,6 +51,23 @@ impl Gateway {
             max_body: config.server.max_body,
             trust_forwarded: config.server.trust_forwarded,
         })
+    }
+
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+
+    /// Waits (at most `limit`) until every upstream has resolved and probed its endpoints once.
+    pub async fn ready(&self, limit: std::time::Duration) {
+        let waits = self
+            .upstreams
+            .iter()
+            .map(|u| async move { (u, u.ready(limit).await) });
+        for (u, ready) in futures_util::future::join_all(waits).await {
+            if !ready {
+                tracing::warn!(upstream = %u.name(), "not ready after {limit:?}; serving anyway");
+            }
+        }
     }
 
     /// Proxies one request. Never fails: every error becomes the JSON answer a client expects.

@@ -91,6 +91,10 @@ impl Server {
     pub async fn bind(config: &Config) -> Result<Self, ServerError> {
         let lifecycle = Lifecycle::new();
         let gateway = Gateway::new(config)?;
+        // Serve only once the endpoint sets are known, so a task that Swarm starts during a
+        // rolling update does not answer its first requests with 503. Bounded: with DNS or
+        // every backend down we still start (and answer 503 JSON) rather than hang.
+        gateway.ready(startup_limit(config)).await;
         let public = bind(config.server.listen, "server.listen").await?;
         let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
         Ok(Self {
@@ -171,6 +175,16 @@ impl Server {
             ),
         }
     }
+}
+
+fn startup_limit(config: &Config) -> Duration {
+    let probe = config
+        .upstreams
+        .values()
+        .filter_map(|u| u.health.as_ref().map(|h| h.timeout))
+        .max()
+        .unwrap_or_default();
+    config.discovery.timeout + probe + Duration::from_millis(500)
 }
 
 async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, ServerError> {

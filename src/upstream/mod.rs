@@ -1,22 +1,33 @@
-//! Upstreams: where a routed request goes. Each upstream is a tower service stack (today: the
-//! endpoint pick and the pooled HTTP client; discovery, health, balancing, breaker and retries
-//! stack on top as layers), erased to one type so the proxy holds a plain list.
+//! Upstreams: where a routed request goes. Each upstream has a controller task that owns its
+//! endpoint set (discovery, active health, ejection) and a tower service stack that picks an
+//! endpoint from the controller's snapshot and sends the request (breaker and retries stack on
+//! top as layers), erased to one type so the proxy holds a plain list.
 
+pub mod balance;
 pub mod client;
-mod forward;
+pub mod controller;
+pub mod discovery;
+pub mod endpoint;
+pub mod health;
+pub mod outlier;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use tokio::sync::watch;
+use tokio_util::sync::DropGuard;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use crate::config::{UpstreamConfig, parse_endpoint};
+use self::balance::Balance;
+use self::controller::{Controller, Settings, Shared};
+use self::discovery::DnsResolve;
+use self::health::HttpProbe;
+use crate::config::{DiscoveryConfig, HealthConfig, UpstreamConfig, parse_endpoint};
 use crate::proxy::body::RequestBody;
-
-pub use forward::Forward;
 
 /// The per-upstream service as the proxy sees it.
 pub type UpstreamService =
@@ -25,7 +36,7 @@ pub type UpstreamService =
 /// Why an upstream exchange produced no response.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("no endpoint is available")]
+    #[error("no healthy endpoint is available")]
     NoEndpoints,
     #[error("connecting to {endpoint} failed")]
     Connect {
@@ -55,28 +66,69 @@ pub struct BuildError {
 pub struct Upstream {
     name: Arc<str>,
     service: UpstreamService,
+    shared: Arc<Shared>,
+    ready: watch::Receiver<bool>,
+    /// Stops the controller when the last clone is dropped.
+    _stop: Arc<DropGuard>,
 }
 
 impl Upstream {
-    pub fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, BuildError> {
-        let endpoints = cfg
+    /// Builds the upstream and starts its controller (needs a Tokio runtime).
+    pub fn new(
+        name: &str,
+        cfg: &UpstreamConfig,
+        discovery: &DiscoveryConfig,
+    ) -> Result<Self, BuildError> {
+        let err = |message: String| BuildError {
+            name: name.to_owned(),
+            message,
+        };
+        let resolver = match (&cfg.host, cfg.port) {
+            (Some(host), Some(port)) => Some(DnsResolve::new(discovery, host, port).map_err(err)?),
+            _ => None,
+        };
+        let initial = cfg
             .endpoints
             .iter()
             .map(|e| parse_endpoint(e))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|message| BuildError {
-                name: name.to_owned(),
-                message,
-            })?;
-        let forward = Forward::new(client::build(cfg), endpoints);
+            .map_err(err)?;
+        // Without [health] the probe is never run; it still needs a value of its type.
+        let probe =
+            HttpProbe::new(cfg.health.as_ref().unwrap_or(&HealthConfig::default())).map_err(err)?;
+        let settings = Settings {
+            name: name.into(),
+            refresh: discovery.refresh,
+            health: cfg.health.clone(),
+            outlier: cfg.outlier.clone(),
+        };
+        let handle = Controller::spawn(settings, resolver, initial, probe);
+        let balance = Balance::new(handle.shared.clone(), client::build(cfg));
         Ok(Self {
             name: name.into(),
-            service: BoxCloneSyncService::new(forward),
+            service: BoxCloneSyncService::new(balance),
+            shared: handle.shared,
+            ready: handle.ready,
+            _stop: Arc::new(handle.stop),
         })
     }
 
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// Endpoint set, health, ejection and discovery state (for status pages and metrics).
+    pub fn state(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Waits until the first discovery and probes are done, or `limit` passes; returns whether
+    /// the upstream became ready.
+    pub async fn ready(&self, limit: Duration) -> bool {
+        let mut ready = self.ready.clone();
+        tokio::time::timeout(limit, ready.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Sends one request through this upstream's stack.

@@ -1,0 +1,185 @@
+//! The per-upstream leaf service: pick a task with power-of-two-choices over the eligible set,
+//! send the request over the pooled client, and report the outcome to passive health.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tower::Service;
+
+use super::UpstreamError;
+use super::client::HttpClient;
+use super::controller::Shared;
+use super::endpoint::{Endpoint, InFlight};
+use crate::proxy::body::{RequestBody, find_body_error};
+
+/// Picks two distinct endpoints at random and returns the one with the lower load. P2C needs
+/// no global ordering or lock, and avoids the herd that "least loaded" causes when many
+/// pickers read the same stale numbers.
+pub fn p2c(endpoints: &[Arc<Endpoint>], now: Instant) -> Option<&Arc<Endpoint>> {
+    match endpoints.len() {
+        0 => None,
+        1 => endpoints.first(),
+        n => {
+            let a = fastrand::usize(..n);
+            let mut b = fastrand::usize(..n - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (ea, eb) = (endpoints.get(a)?, endpoints.get(b)?);
+            if eb.load().cost(now) < ea.load().cost(now) {
+                Some(eb)
+            } else {
+                Some(ea)
+            }
+        }
+    }
+}
+
+/// Responses that count against the task that gave them (passive health).
+pub fn is_failure_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+#[derive(Clone)]
+pub struct Balance {
+    shared: Arc<Shared>,
+    client: HttpClient,
+}
+
+impl Balance {
+    pub fn new(shared: Arc<Shared>, client: HttpClient) -> Self {
+        Self { shared, client }
+    }
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, UpstreamError>> + Send>>;
+
+impl Service<Request<RequestBody>> for Balance {
+    type Response = Response<Incoming>;
+    type Error = UpstreamError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Never Pending: with no eligible task the call fails at once (503), rather than
+        // waiting as an empty tower balancer would.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+        let snapshot = self.shared.snapshot();
+        let Some(endpoint) = p2c(&snapshot.eligible, Instant::now()).cloned() else {
+            return Box::pin(std::future::ready(Err(UpstreamError::NoEndpoints)));
+        };
+        let (mut head, body) = req.into_parts();
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(endpoint.authority().clone())
+            .path_and_query(
+                head.uri
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            )
+            .build();
+        head.uri = match uri {
+            Ok(uri) => uri,
+            Err(e) => return Box::pin(std::future::ready(Err(UpstreamError::Uri(e)))),
+        };
+        let fut = self.client.request(Request::from_parts(head, body));
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let in_flight = InFlight::start(&endpoint, Instant::now());
+            let result = fut.await;
+            in_flight.complete(Instant::now());
+            let outcome = match &result {
+                Ok(resp) => Some(!is_failure_status(resp.status())),
+                // The client's own body failing (too large, client gone) says nothing about
+                // the task.
+                Err(e) if find_body_error(e).is_some() => None,
+                Err(_) => Some(false),
+            };
+            if let Some(success) = outcome
+                && endpoint.record_outcome(success, shared.outlier_threshold())
+            {
+                shared.request_ejection(&endpoint);
+            }
+            result.map_err(|source| {
+                let endpoint = endpoint.authority().clone();
+                if source.is_connect() {
+                    UpstreamError::Connect { endpoint, source }
+                } else {
+                    UpstreamError::Request { endpoint, source }
+                }
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(n: usize, now: Instant) -> Vec<Arc<Endpoint>> {
+        (0..n)
+            .map(|i| {
+                Arc::new(Endpoint::new(
+                    format!("127.0.0.{}:3000", i + 2).parse().unwrap(),
+                    now,
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn empty_and_single() {
+        let now = Instant::now();
+        assert!(p2c(&[], now).is_none());
+        let one = endpoints(1, now);
+        assert!(Arc::ptr_eq(p2c(&one, now).unwrap(), &one[0]));
+    }
+
+    #[test]
+    fn spreads_over_all_idle_endpoints() {
+        let now = Instant::now();
+        let eps = endpoints(3, now);
+        let mut hits = [0usize; 3];
+        for _ in 0..3000 {
+            let e = p2c(&eps, now).unwrap();
+            let i = eps.iter().position(|x| Arc::ptr_eq(x, e)).unwrap();
+            hits[i] += 1;
+        }
+        assert!(hits.iter().all(|&h| h > 500), "{hits:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_loaded_endpoint_is_avoided_whenever_it_is_compared() {
+        let now = Instant::now();
+        let eps = endpoints(3, now);
+        for e in &eps {
+            InFlight::start(e, now).complete(now + std::time::Duration::from_millis(1));
+        }
+        let later = now + std::time::Duration::from_millis(1);
+        let _hung: Vec<_> = (0..4).map(|_| InFlight::start(&eps[0], later)).collect();
+        let at = later + std::time::Duration::from_millis(100);
+        for _ in 0..1000 {
+            assert!(!Arc::ptr_eq(p2c(&eps, at).unwrap(), &eps[0]));
+        }
+    }
+
+    #[test]
+    fn failure_statuses() {
+        for s in [500, 502, 503, 504] {
+            assert!(is_failure_status(StatusCode::from_u16(s).unwrap()));
+        }
+        for s in [200, 301, 400, 404, 429, 501] {
+            assert!(!is_failure_status(StatusCode::from_u16(s).unwrap()));
+        }
+    }
+}
