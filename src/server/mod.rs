@@ -118,6 +118,11 @@ impl Server {
         self.admin.local_addr().unwrap_or(self.config.admin_listen)
     }
 
+    /// The upstreams, for inspecting their endpoint sets (tests, status pages).
+    pub fn upstreams(&self) -> &[crate::upstream::Upstream] {
+        self.public_handler.gateway.upstreams()
+    }
+
     pub fn lifecycle(&self) -> Lifecycle {
         self.lifecycle.clone()
     }

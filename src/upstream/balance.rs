@@ -18,6 +18,9 @@ use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
 use crate::proxy::body::{RequestBody, find_body_error};
 
+/// How much cheaper one of the two candidates must be to win over the random pick.
+const CLEARLY_CHEAPER: f64 = 2.0;
+
 /// Picks two distinct endpoints at random and returns the one with the lower load. P2C needs
 /// no global ordering or lock, and avoids the herd that "least loaded" causes when many
 /// pickers read the same stale numbers.
@@ -32,7 +35,12 @@ pub fn p2c(endpoints: &[Arc<Endpoint>], now: Instant) -> Option<&Arc<Endpoint>> 
                 b += 1;
             }
             let (ea, eb) = (endpoints.get(a)?, endpoints.get(b)?);
-            if eb.load().cost(now) < ea.load().cost(now) {
+            let (ca, cb) = (ea.load().cost(now), eb.load().cost(now));
+            // Costs within a factor of two are noise (a 0.4 ms and a 0.6 ms task are equally
+            // good): keep the random pick, so that at low concurrency traffic still spreads
+            // and every task's estimate stays fresh, instead of the marginally faster task
+            // taking everything. A clearly costlier task (slow, hung, queueing) is avoided.
+            if cb * CLEARLY_CHEAPER < ca {
                 Some(eb)
             } else {
                 Some(ea)
@@ -156,6 +164,19 @@ mod tests {
             hits[i] += 1;
         }
         assert!(hits.iter().all(|&h| h > 500), "{hits:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn similar_latencies_still_share_the_traffic() {
+        let now = Instant::now();
+        let eps = endpoints(2, now);
+        InFlight::start(&eps[0], now).complete(now + std::time::Duration::from_micros(400));
+        InFlight::start(&eps[1], now).complete(now + std::time::Duration::from_micros(600));
+        let at = now + std::time::Duration::from_millis(1);
+        let to_slower = (0..2000)
+            .filter(|_| Arc::ptr_eq(p2c(&eps, at).unwrap(), &eps[1]))
+            .count();
+        assert!((800..1200).contains(&to_slower), "{to_slower}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,7 @@
-//! Test harness: real upstream servers and a real gateway on loopback sockets.
+//! Test harness: real upstream servers, a real DNS server and a real gateway on loopback.
 #![allow(dead_code)]
+
+pub mod dns;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -135,6 +137,7 @@ impl Drop for Upstream {
 pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    pub upstreams: Vec<stratix_gateway::upstream::Upstream>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -147,6 +150,7 @@ impl Gateway {
         config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
         let server = Server::bind(&config).await.expect("bind gateway");
         let (addr, admin) = (server.public_addr(), server.admin_addr());
+        let upstreams = server.upstreams().to_vec();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
@@ -154,9 +158,40 @@ impl Gateway {
         Self {
             addr,
             admin,
+            upstreams,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// The endpoints an upstream would pick from now, as `ip:port` strings.
+    pub fn eligible(&self, upstream: &str) -> Vec<String> {
+        let u = self
+            .upstreams
+            .iter()
+            .find(|u| &**u.name() == upstream)
+            .expect("upstream");
+        u.state()
+            .snapshot()
+            .eligible
+            .iter()
+            .map(|e| e.authority().to_string())
+            .collect()
+    }
+
+    /// Every endpoint an upstream knows of, eligible or not.
+    pub fn known(&self, upstream: &str) -> Vec<String> {
+        let u = self
+            .upstreams
+            .iter()
+            .find(|u| &**u.name() == upstream)
+            .expect("upstream");
+        u.state()
+            .snapshot()
+            .all
+            .iter()
+            .map(|e| e.authority().to_string())
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> Uri {
