@@ -164,34 +164,23 @@ impl Gateway {
         }
     }
 
-    /// The endpoints an upstream would pick from now, as `ip:port` strings.
-    pub fn eligible(&self, upstream: &str) -> Vec<String> {
+    fn snapshot(&self, upstream: &str) -> Arc<stratix_gateway::upstream::controller::Snapshot> {
         let u = self
             .upstreams
             .iter()
             .find(|u| &**u.name() == upstream)
             .expect("upstream");
-        u.state()
-            .snapshot()
-            .eligible
-            .iter()
-            .map(|e| e.authority().to_string())
-            .collect()
+        u.state().snapshot()
+    }
+
+    /// The endpoints an upstream would pick from now, as `ip:port` strings.
+    pub fn eligible(&self, upstream: &str) -> Vec<String> {
+        addrs(&self.snapshot(upstream).eligible)
     }
 
     /// Every endpoint an upstream knows of, eligible or not.
     pub fn known(&self, upstream: &str) -> Vec<String> {
-        let u = self
-            .upstreams
-            .iter()
-            .find(|u| &**u.name() == upstream)
-            .expect("upstream");
-        u.state()
-            .snapshot()
-            .all
-            .iter()
-            .map(|e| e.authority().to_string())
-            .collect()
+        addrs(&self.snapshot(upstream).all)
     }
 
     pub fn url(&self, path: &str) -> Uri {
@@ -210,6 +199,13 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+fn addrs(endpoints: &[Arc<stratix_gateway::upstream::endpoint::Endpoint>]) -> Vec<String> {
+    endpoints
+        .iter()
+        .map(|e| e.authority().to_string())
+        .collect()
 }
 
 /// A config routing `/api/icalink/` and `/api/workflows/` to the given endpoints.
