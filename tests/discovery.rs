@@ -305,8 +305,8 @@ async fn an_upstream_with_zero_tasks_answers_503_at_once() {
 }
 
 /// A task killed under load: passive health ejects it after `consecutive_failures`, before the
-/// (deliberately slow) active checks would notice. Failed requests are counted: without
-/// retries (issue 4) the requests already on their way to it fail; after ejection none do.
+/// (deliberately slow) active checks would notice, and the requests that were on their way to
+/// it are retried on another task (GETs are idempotent): no client sees a failure.
 #[tokio::test]
 async fn a_task_killed_under_load_is_ejected() {
     let (mut tasks, port) = tasks(3).await;

@@ -149,6 +149,100 @@ pub struct UpstreamConfig {
     /// Passive health: ejection of endpoints failing live traffic.
     #[serde(default)]
     pub outlier: OutlierConfig,
+    /// The upstream's circuit breaker and the deadline of every exchange.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// When and how often a failed attempt is tried again on another task.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Off: requests always pass (the deadline still applies).
+    pub enabled: bool,
+    /// Consecutive failures that open the circuit; 0 turns this trigger off.
+    pub threshold: u32,
+    /// Or: this share of failures over `window`, once `min_requests` were seen; 0 turns it off.
+    pub failure_rate: f64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    pub min_requests: u32,
+    /// Deadline for the whole exchange: retries and the response body included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Open -> half-open after this; doubled on each re-open up to `max_reset_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub reset_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_reset_timeout: Duration,
+    /// Trial requests let through while half-open.
+    pub half_open_requests: u32,
+    /// Response statuses that count as failures.
+    pub failure_statuses: Vec<u16>,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: 5,
+            failure_rate: 0.5,
+            window: Duration::from_secs(10),
+            min_requests: 20,
+            timeout: Duration::from_secs(15),
+            reset_timeout: Duration::from_secs(10),
+            max_reset_timeout: Duration::from_secs(60),
+            half_open_requests: 1,
+            failure_statuses: vec![500, 502, 503, 504],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Extra attempts after the first, each on a different task when one exists.
+    pub max_retries: u32,
+    /// Limit for one attempt of a retryable request; default `breaker.timeout / (max_retries + 1)`.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub per_try_timeout: Option<Duration>,
+    /// Answers that make an idempotent request try another task.
+    pub retry_statuses: Vec<u16>,
+    /// Retries may add at most this share of requests...
+    pub retry_budget: f64,
+    /// ...plus this many per second.
+    pub min_retries_per_second: u32,
+    /// Base of the full-jitter exponential backoff (capped at 250 ms).
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            per_try_timeout: None,
+            retry_statuses: vec![500, 502, 503, 504],
+            retry_budget: 0.2,
+            min_retries_per_second: 10,
+            backoff: Duration::from_millis(25),
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The limit of one attempt of a retryable request.
+    pub fn per_try_timeout(&self) -> Duration {
+        self.retry
+            .per_try_timeout
+            .unwrap_or_else(|| self.breaker.timeout / (self.retry.max_retries + 1))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -80,6 +80,75 @@ pub fn parse_dns_name(text: &str) -> Result<(), String> {
     }
 }
 
+fn valid_statuses(p: &mut Problems, key: String, statuses: &[u16]) {
+    if let Some(bad) = statuses.iter().find(|s| !(100..=599).contains(*s)) {
+        p.push(key, format!("{bad} is not an HTTP status"));
+    }
+}
+
+fn validate_breaker(p: &mut Problems, key: &str, u: &crate::config::UpstreamConfig) {
+    let b = &u.breaker;
+    if !(0.0..=1.0).contains(&b.failure_rate) {
+        p.push(
+            format!("{key}.breaker.failure_rate"),
+            "must be between 0 and 1",
+        );
+    }
+    for (k, v) in [
+        ("window", b.window),
+        ("timeout", b.timeout),
+        ("reset_timeout", b.reset_timeout),
+    ] {
+        if v.is_zero() {
+            p.push(format!("{key}.breaker.{k}"), "must be greater than 0");
+        }
+    }
+    if b.max_reset_timeout < b.reset_timeout {
+        p.push(
+            format!("{key}.breaker.max_reset_timeout"),
+            "must be at least breaker.reset_timeout",
+        );
+    }
+    if b.half_open_requests == 0 {
+        p.push(
+            format!("{key}.breaker.half_open_requests"),
+            "must be at least 1",
+        );
+    }
+    valid_statuses(
+        p,
+        format!("{key}.breaker.failure_statuses"),
+        &b.failure_statuses,
+    );
+}
+
+fn validate_retry(p: &mut Problems, key: &str, u: &crate::config::UpstreamConfig) {
+    let r = &u.retry;
+    if let Some(t) = r.per_try_timeout {
+        if t.is_zero() {
+            p.push(
+                format!("{key}.retry.per_try_timeout"),
+                "must be greater than 0",
+            );
+        } else if t > u.breaker.timeout {
+            p.push(
+                format!("{key}.retry.per_try_timeout"),
+                format!("must not exceed breaker.timeout ({:?})", u.breaker.timeout),
+            );
+        }
+    }
+    if !(0.0..=1.0).contains(&r.retry_budget) {
+        p.push(
+            format!("{key}.retry.retry_budget"),
+            "must be between 0 and 1",
+        );
+    }
+    if r.max_retries > 10 {
+        p.push(format!("{key}.retry.max_retries"), "must be at most 10");
+    }
+    valid_statuses(p, format!("{key}.retry.retry_statuses"), &r.retry_statuses);
+}
+
 struct Problems(Vec<Problem>);
 
 impl Problems {
@@ -240,6 +309,8 @@ impl Config {
                     "must be at least outlier.base_ejection",
                 );
             }
+            validate_breaker(p, &key, u);
+            validate_retry(p, &key, u);
         }
     }
 
@@ -358,6 +429,39 @@ mod tests {
                 "upstreams.c.health.path",
                 "upstreams.c.health.unhealthy_threshold",
                 "upstreams.c.outlier.max_ejection_percent",
+            ]
+        );
+    }
+
+    #[test]
+    fn resilience_settings() {
+        let k = keys(
+            r#"
+            [upstreams.a]
+            endpoints = ["127.0.0.1:1"]
+            [upstreams.a.breaker]
+            failure_rate = 1.5
+            reset_timeout = "20s"
+            max_reset_timeout = "10s"
+            half_open_requests = 0
+            failure_statuses = [500, 999]
+            [upstreams.a.retry]
+            per_try_timeout = "20s"
+            retry_budget = -0.1
+            [[routes]]
+            prefix = "/a/"
+            upstream = "a"
+            "#,
+        );
+        assert_eq!(
+            k,
+            [
+                "upstreams.a.breaker.failure_rate",
+                "upstreams.a.breaker.max_reset_timeout",
+                "upstreams.a.breaker.half_open_requests",
+                "upstreams.a.breaker.failure_statuses",
+                "upstreams.a.retry.per_try_timeout",
+                "upstreams.a.retry.retry_budget",
             ]
         );
     }

@@ -22,32 +22,59 @@ pub enum BodyError {
 }
 
 pin_project_lite::pin_project! {
-    /// The client's request body on its way upstream, cut off with [`BodyError::TooLarge`]
-    /// once more than `limit` bytes went through. Requests announcing a larger Content-Length
-    /// are refused before this is built; this catches chunked and HTTP/2 bodies.
-    pub struct RequestBody {
-        #[pin]
-        inner: Option<Incoming>,
-        remaining: u64,
-        limit: u64,
+    /// The client's request body on its way upstream. Streamed bodies are cut off with
+    /// [`BodyError::TooLarge`] once more than `limit` bytes went through (requests announcing a
+    /// larger Content-Length are refused before this is built; this catches chunked and HTTP/2
+    /// bodies). Small bodies are read into memory first so a retry can send them again.
+    #[project = RequestBodyProj]
+    pub enum RequestBody {
+        Streaming {
+            #[pin]
+            inner: Incoming,
+            remaining: u64,
+            limit: u64,
+        },
+        Buffered {
+            data: Option<Bytes>,
+        },
     }
 }
 
 impl RequestBody {
     pub fn new(inner: Incoming, limit: u64) -> Self {
-        Self {
-            inner: Some(inner),
+        Self::Streaming {
+            inner,
             remaining: limit,
             limit,
         }
     }
 
+    /// A body held in memory (replayable).
+    pub fn buffered(data: Bytes) -> Self {
+        Self::Buffered {
+            data: (!data.is_empty()).then_some(data),
+        }
+    }
+
     /// No body at all (gateway-originated requests, tests).
     pub fn empty() -> Self {
-        Self {
-            inner: None,
-            remaining: 0,
-            limit: 0,
+        Self::Buffered { data: None }
+    }
+
+    /// Whether [`RequestBody::try_clone`] can copy this body: held in memory, or known empty.
+    pub fn is_replayable(&self) -> bool {
+        match self {
+            Self::Streaming { inner, .. } => inner.is_end_stream(),
+            Self::Buffered { .. } => true,
+        }
+    }
+
+    /// A copy to send again, for bodies that are replayable.
+    pub fn try_clone(&self) -> Option<Self> {
+        match self {
+            Self::Buffered { data } => Some(Self::Buffered { data: data.clone() }),
+            Self::Streaming { inner, .. } if inner.is_end_stream() => Some(Self::empty()),
+            Self::Streaming { .. } => None,
         }
     }
 }
@@ -60,35 +87,46 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(None);
-        };
-        match inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > *this.remaining {
-                        return Poll::Ready(Some(Err(BodyError::TooLarge { limit: *this.limit })));
-                    }
-                    *this.remaining -= len;
-                }
-                Poll::Ready(Some(Ok(frame)))
+        match self.project() {
+            RequestBodyProj::Buffered { data } => {
+                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            RequestBodyProj::Streaming {
+                inner,
+                remaining,
+                limit,
+            } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        let len = data.len() as u64;
+                        if len > *remaining {
+                            return Poll::Ready(Some(Err(BodyError::TooLarge { limit: *limit })));
+                        }
+                        *remaining -= len;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        match self {
+            Self::Streaming { inner, .. } => inner.is_end_stream(),
+            Self::Buffered { data } => data.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+        match self {
+            Self::Streaming { inner, .. } => inner.size_hint(),
+            Self::Buffered { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
     }
 }
 

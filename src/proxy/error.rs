@@ -40,11 +40,15 @@ impl ProxyError {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::BadPath(_) | Self::BadUri | Self::ClientBody => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Upstream {
-                source: UpstreamError::NoEndpoints,
-                ..
-            } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Upstream { source, .. } => match source {
+                UpstreamError::NoEndpoints | UpstreamError::CircuitOpen { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                UpstreamError::Timeout(_) | UpstreamError::AttemptTimeout { .. } => {
+                    StatusCode::GATEWAY_TIMEOUT
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            },
         }
     }
 
@@ -58,11 +62,14 @@ impl ProxyError {
                 format!("Request body is larger than {limit} bytes")
             }
             Self::ClientBody => "Request body could not be read".to_owned(),
-            Self::Upstream {
-                source: UpstreamError::NoEndpoints,
-                ..
-            } => "No healthy task available".to_owned(),
-            Self::Upstream { .. } => "Upstream service unavailable".to_owned(),
+            Self::Upstream { source, .. } => match source {
+                UpstreamError::NoEndpoints => "No healthy task available",
+                // The old gateway's texts for these two, which clients may already show.
+                UpstreamError::CircuitOpen { .. } => "服务暂时不可用，请稍后再试",
+                UpstreamError::Timeout(_) | UpstreamError::AttemptTimeout { .. } => "请求超时",
+                _ => "Upstream service unavailable",
+            }
+            .to_owned(),
         }
     }
 
@@ -75,6 +82,16 @@ impl ProxyError {
 
     pub fn into_response(self) -> Response<ResponseBody> {
         let mut resp = json_error(self.status(), &self.message(), self.service());
+        if let Self::Upstream {
+            source: UpstreamError::CircuitOpen { retry_after },
+            ..
+        } = &self
+        {
+            // Whole seconds, rounded up: a client retrying at once would only be rejected again.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         if matches!(self, Self::PayloadTooLarge { .. }) {
             // The unread body is still on the wire; close rather than read megabytes of it.
             resp.headers_mut()
@@ -174,6 +191,33 @@ mod tests {
         assert_eq!(v["error"], "Service Unavailable");
         assert_eq!(v["message"], "No healthy task available");
         assert_eq!(v["service"], "app-icalink");
+    }
+
+    #[tokio::test]
+    async fn open_circuit_is_503_with_retry_after() {
+        let err = ProxyError::Upstream {
+            service: "app-icalink".into(),
+            source: UpstreamError::CircuitOpen {
+                retry_after: std::time::Duration::from_millis(7200),
+            },
+        };
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "8");
+        let v = body_json(resp).await;
+        assert_eq!(v["service"], "app-icalink");
+        assert_eq!(v["message"], "服务暂时不可用，请稍后再试");
+    }
+
+    #[tokio::test]
+    async fn deadline_is_504() {
+        let err = ProxyError::Upstream {
+            service: "app-icalink".into(),
+            source: UpstreamError::Timeout(std::time::Duration::from_secs(15)),
+        };
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(body_json(resp).await["error"], "Gateway Timeout");
     }
 
     #[tokio::test]

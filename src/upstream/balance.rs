@@ -16,6 +16,7 @@ use super::UpstreamError;
 use super::client::HttpClient;
 use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
+use super::retry::{AttemptTimeout, ServedBy, Tried};
 use crate::proxy::body::{RequestBody, find_body_error};
 
 /// How much cheaper one of the two candidates must be to win over the random pick.
@@ -82,9 +83,26 @@ impl Service<Request<RequestBody>> for Balance {
 
     fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
         let snapshot = self.shared.snapshot();
-        let Some(endpoint) = p2c(&snapshot.eligible, Instant::now()).cloned() else {
+        let now = Instant::now();
+        let picked = match req.extensions().get::<Tried>() {
+            // A retry: another task than those already tried, when one exists.
+            Some(Tried(tried)) if snapshot.eligible.len() > 1 => {
+                let others: Vec<Arc<Endpoint>> = snapshot
+                    .eligible
+                    .iter()
+                    .filter(|e| !tried.contains(e.authority()))
+                    .cloned()
+                    .collect();
+                p2c(&others, now)
+                    .or_else(|| p2c(&snapshot.eligible, now))
+                    .cloned()
+            }
+            _ => p2c(&snapshot.eligible, now).cloned(),
+        };
+        let Some(endpoint) = picked else {
             return Box::pin(std::future::ready(Err(UpstreamError::NoEndpoints)));
         };
+        let attempt_timeout = req.extensions().get::<AttemptTimeout>().map(|t| t.0);
         let (mut head, body) = req.into_parts();
         let uri = Uri::builder()
             .scheme(Scheme::HTTP)
@@ -104,7 +122,16 @@ impl Service<Request<RequestBody>> for Balance {
         let shared = self.shared.clone();
         Box::pin(async move {
             let in_flight = InFlight::start(&endpoint, Instant::now());
-            let result = fut.await;
+            let result = match attempt_timeout {
+                Some(limit) => match tokio::time::timeout(limit, fut).await {
+                    Ok(r) => r.map_err(|source| client_error(&endpoint, source)),
+                    Err(_) => Err(UpstreamError::AttemptTimeout {
+                        endpoint: endpoint.authority().clone(),
+                        timeout: limit,
+                    }),
+                },
+                None => fut.await.map_err(|source| client_error(&endpoint, source)),
+            };
             in_flight.complete(Instant::now());
             let outcome = match &result {
                 Ok(resp) => Some(!is_failure_status(resp.status())),
@@ -118,15 +145,21 @@ impl Service<Request<RequestBody>> for Balance {
             {
                 shared.request_ejection(&endpoint);
             }
-            result.map_err(|source| {
-                let endpoint = endpoint.authority().clone();
-                if source.is_connect() {
-                    UpstreamError::Connect { endpoint, source }
-                } else {
-                    UpstreamError::Request { endpoint, source }
-                }
+            result.map(|mut resp| {
+                resp.extensions_mut()
+                    .insert(ServedBy(endpoint.authority().clone()));
+                resp
             })
         })
+    }
+}
+
+fn client_error(endpoint: &Endpoint, source: hyper_util::client::legacy::Error) -> UpstreamError {
+    let endpoint = endpoint.authority().clone();
+    if source.is_connect() {
+        UpstreamError::Connect { endpoint, source }
+    } else {
+        UpstreamError::Request { endpoint, source }
     }
 }
 

@@ -192,11 +192,14 @@ impl Load {
 }
 
 /// One request's claim on an endpoint's load: counted as pending until dropped. Completing it
-/// feeds the latency estimate; dropping it unfinished (a cancelled request) does not.
+/// feeds the latency estimate; so does dropping it unfinished (a timeout or cancellation), with
+/// the time it had waited, a lower bound of the real latency: otherwise a task that hangs would
+/// look fast again as soon as its hung requests were given up on.
 #[derive(Debug)]
 pub struct InFlight<'a> {
     load: &'a Load,
     started: u64,
+    completed: bool,
 }
 
 impl<'a> InFlight<'a> {
@@ -205,16 +208,21 @@ impl<'a> InFlight<'a> {
         Self {
             load: &endpoint.load,
             started,
+            completed: false,
         }
     }
 
-    pub fn complete(self, now: Instant) {
+    pub fn complete(mut self, now: Instant) {
         self.load.observe(self.started, now);
+        self.completed = true;
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
+        if !self.completed {
+            self.load.observe(self.started, Instant::now());
+        }
         self.load.end(self.started);
     }
 }
@@ -271,12 +279,16 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn cancelled_requests_release_their_claim() {
-        let t0 = Instant::now();
-        let e = ep(t0);
-        drop(InFlight::start(&e, t0));
+    async fn abandoned_requests_release_their_claim_and_count_their_wait() {
+        let e = ep(Instant::now());
+        let hung = InFlight::start(&e, Instant::now());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        drop(hung);
         assert_eq!(e.load().pending(), 0);
-        assert_eq!(e.load().rtt_estimate(t0), Duration::ZERO);
+        assert!(
+            e.load().rtt_estimate(Instant::now()) >= Duration::from_secs(2),
+            "a timed-out task stays expensive"
+        );
     }
 
     #[test]

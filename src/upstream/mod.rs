@@ -4,19 +4,21 @@
 //! top as layers), erased to one type so the proxy holds a plain list.
 
 pub mod balance;
+pub mod breaker;
 pub mod client;
 pub mod controller;
 pub mod discovery;
 pub mod endpoint;
 pub mod health;
 pub mod outlier;
+pub mod protect;
+pub mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Authority;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio_util::sync::DropGuard;
 use tower::ServiceExt;
@@ -26,12 +28,14 @@ use self::balance::Balance;
 use self::controller::{Controller, Settings, Shared};
 use self::discovery::DnsResolve;
 use self::health::HttpProbe;
+use self::protect::{BreakerHandle, ProtectLayer, UpstreamBody};
+use self::retry::{Budget, Policy, RetryLayer};
 use crate::config::{DiscoveryConfig, HealthConfig, UpstreamConfig, parse_endpoint};
 use crate::proxy::body::RequestBody;
 
 /// The per-upstream service as the proxy sees it.
 pub type UpstreamService =
-    BoxCloneSyncService<Request<RequestBody>, Response<Incoming>, UpstreamError>;
+    BoxCloneSyncService<Request<RequestBody>, Response<UpstreamBody>, UpstreamError>;
 
 /// Why an upstream exchange produced no response.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +54,31 @@ pub enum UpstreamError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    #[error("{endpoint} did not answer within the per-try timeout of {timeout:?}")]
+    AttemptTimeout {
+        endpoint: Authority,
+        timeout: Duration,
+    },
+    #[error("no complete answer within the deadline of {0:?}")]
+    Timeout(Duration),
+    #[error("circuit open; half-open in {retry_after:?}")]
+    CircuitOpen { retry_after: Duration },
     #[error("cannot build the upstream URI")]
     Uri(#[from] http::Error),
+    #[error("request body")]
+    Body(#[source] crate::proxy::body::BodyError),
+}
+
+impl UpstreamError {
+    /// The task this error came from, when one was involved.
+    pub fn endpoint(&self) -> Option<&Authority> {
+        match self {
+            Self::Connect { endpoint, .. }
+            | Self::Request { endpoint, .. }
+            | Self::AttemptTimeout { endpoint, .. } => Some(endpoint),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +94,7 @@ pub struct Upstream {
     name: Arc<str>,
     service: UpstreamService,
     shared: Arc<Shared>,
+    breaker: Arc<BreakerHandle>,
     ready: watch::Receiver<bool>,
     /// Stops the controller when the last clone is dropped.
     _stop: Arc<DropGuard>,
@@ -103,11 +131,27 @@ impl Upstream {
             outlier: cfg.outlier.clone(),
         };
         let handle = Controller::spawn(settings, resolver, initial, probe);
-        let balance = Balance::new(handle.shared.clone(), client::build(cfg));
+        let name: Arc<str> = name.into();
+        let breaker = Arc::new(BreakerHandle::new(name.clone(), cfg.breaker.clone()));
+        let policy = Policy {
+            name: name.clone(),
+            max_retries: cfg.retry.max_retries,
+            per_try_timeout: cfg.per_try_timeout(),
+            retry_statuses: cfg.retry.retry_statuses.clone(),
+            backoff: cfg.retry.backoff,
+            budget: Budget::new(&cfg.retry, tokio::time::Instant::now()),
+        };
+        // Outside in: one breaker decision and one deadline per exchange; retries within it;
+        // each attempt balanced over the eligible tasks.
+        let stack = tower::ServiceBuilder::new()
+            .layer(ProtectLayer::new(breaker.clone(), &cfg.breaker))
+            .layer(RetryLayer::new(policy))
+            .service(Balance::new(handle.shared.clone(), client::build(cfg)));
         Ok(Self {
-            name: name.into(),
-            service: BoxCloneSyncService::new(balance),
+            name,
+            service: BoxCloneSyncService::new(stack),
             shared: handle.shared,
+            breaker,
             ready: handle.ready,
             _stop: Arc::new(handle.stop),
         })
@@ -120,6 +164,11 @@ impl Upstream {
     /// Endpoint set, health, ejection and discovery state (for status pages and metrics).
     pub fn state(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The circuit breaker's state and counters.
+    pub fn breaker(&self) -> &Arc<BreakerHandle> {
+        &self.breaker
     }
 
     /// Waits until the first discovery and probes are done, or `limit` passes; returns whether
@@ -135,7 +184,7 @@ impl Upstream {
     pub async fn send(
         &self,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         self.service.clone().oneshot(req).await
     }
 }

@@ -1,0 +1,507 @@
+//! The circuit breaker's state machine: plain code, driven by the caller's clock, so every
+//! transition is tested without HTTP or real time.
+//!
+//! Closed: requests pass; the circuit opens after `threshold` consecutive failures, or when the
+//! failure share over the sliding `window` reaches `failure_rate` once `min_requests` were seen
+//! (resilience4j's and Polly's rate trip, with their minimum volume so three requests at night
+//! cannot trip it). Open: everything is rejected until `reset_timeout` has passed. Half-open:
+//! `half_open_requests` trials pass; that many successes close the circuit, one failure re-opens
+//! it with the reset time doubled (capped at `max_reset_timeout`, jittered).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::BreakerConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// What happened to an admitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    /// The client went away (or the request was refused before reaching the upstream for a
+    /// reason of the client's own): says nothing about the upstream.
+    Ignored,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Go ahead; `trial` when this is one of the half-open trials.
+    Allowed { trial: bool },
+    /// Rejected without touching the upstream; retry after this long.
+    Rejected { retry_after: Duration },
+}
+
+/// A state change, for logs and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+    /// Set when the circuit opened: how long until half-open.
+    pub reset_after: Option<Duration>,
+}
+
+/// Counters kept for status pages and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub rejected: u64,
+    pub opened: u64,
+    pub time_open: Duration,
+}
+
+/// Success/failure counts over a sliding window of ten buckets.
+#[derive(Debug, Clone)]
+struct Window {
+    bucket: Duration,
+    buckets: [(u32, u32); 10],
+    head: usize,
+    head_start: Instant,
+}
+
+impl Window {
+    fn new(window: Duration, now: Instant) -> Self {
+        Self {
+            bucket: (window / 10).max(Duration::from_millis(1)),
+            buckets: [(0, 0); 10],
+            head: 0,
+            head_start: now,
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.head_start);
+        let steps = (elapsed.as_nanos() / self.bucket.as_nanos()).min(10) as usize;
+        for _ in 0..steps {
+            self.head = (self.head + 1) % 10;
+            self.buckets[self.head] = (0, 0);
+        }
+        if steps > 0 {
+            self.head_start = if steps == 10 {
+                now
+            } else {
+                self.head_start + self.bucket * steps as u32
+            };
+        }
+    }
+
+    fn record(&mut self, failure: bool, now: Instant) {
+        self.advance(now);
+        let b = &mut self.buckets[self.head];
+        if failure {
+            b.1 += 1;
+        } else {
+            b.0 += 1;
+        }
+    }
+
+    /// (requests, failures) over the window.
+    fn totals(&mut self, now: Instant) -> (u32, u32) {
+        self.advance(now);
+        self.buckets
+            .iter()
+            .fold((0, 0), |(r, f), (s, fl)| (r + s + fl, f + fl))
+    }
+
+    fn clear(&mut self, now: Instant) {
+        self.buckets = [(0, 0); 10];
+        self.head_start = now;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    cfg: BreakerConfig,
+    state: State,
+    consecutive_failures: u32,
+    window: Window,
+    /// Re-openings since the circuit last closed: the reset time doubles with each.
+    reopenings: u32,
+    open_until: Instant,
+    opened_at: Instant,
+    trials_in_flight: u32,
+    trial_successes: u32,
+    stats: Stats,
+}
+
+impl Breaker {
+    pub fn new(cfg: BreakerConfig, now: Instant) -> Self {
+        Self {
+            window: Window::new(cfg.window, now),
+            cfg,
+            state: State::Closed,
+            consecutive_failures: 0,
+            reopenings: 0,
+            open_until: now,
+            opened_at: now,
+            trials_in_flight: 0,
+            trial_successes: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn stats(&self, now: Instant) -> Stats {
+        let mut s = self.stats;
+        if self.state != State::Closed {
+            s.time_open += now.saturating_duration_since(self.opened_at);
+        }
+        s
+    }
+
+    /// Time until an open circuit lets a trial through (zero unless open).
+    pub fn retry_after(&self, now: Instant) -> Duration {
+        match self.state {
+            State::Open => self.open_until.saturating_duration_since(now),
+            _ => Duration::ZERO,
+        }
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    /// Decides whether a request may go to the upstream now.
+    pub fn admit(&mut self, now: Instant) -> (Admission, Option<Transition>) {
+        if !self.cfg.enabled {
+            return (Admission::Allowed { trial: false }, None);
+        }
+        let mut transition = None;
+        if self.state == State::Open {
+            if now < self.open_until {
+                self.stats.rejected += 1;
+                return (
+                    Admission::Rejected {
+                        retry_after: self.open_until - now,
+                    },
+                    None,
+                );
+            }
+            self.state = State::HalfOpen;
+            self.trials_in_flight = 0;
+            self.trial_successes = 0;
+            transition = Some(Transition {
+                from: State::Open,
+                to: State::HalfOpen,
+                reason: "reset timeout elapsed".to_owned(),
+                reset_after: None,
+            });
+        }
+        if self.state == State::HalfOpen {
+            if self.trials_in_flight + self.trial_successes >= self.cfg.half_open_requests {
+                self.stats.rejected += 1;
+                // The trials decide soon; a second is the smallest Retry-After there is.
+                return (
+                    Admission::Rejected {
+                        retry_after: Duration::from_secs(1),
+                    },
+                    transition,
+                );
+            }
+            self.trials_in_flight += 1;
+            return (Admission::Allowed { trial: true }, transition);
+        }
+        (Admission::Allowed { trial: false }, transition)
+    }
+
+    /// Records the outcome of an admitted request.
+    pub fn record(&mut self, outcome: Outcome, trial: bool, now: Instant) -> Option<Transition> {
+        if !self.cfg.enabled {
+            return None;
+        }
+        if trial {
+            self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
+        }
+        match (self.state, outcome) {
+            (_, Outcome::Ignored) => None,
+            (State::Closed, Outcome::Success) => {
+                self.consecutive_failures = 0;
+                self.window.record(false, now);
+                None
+            }
+            (State::Closed, Outcome::Failure) => {
+                self.consecutive_failures += 1;
+                self.window.record(true, now);
+                let (requests, failures) = self.window.totals(now);
+                let reason =
+                    if self.cfg.threshold > 0 && self.consecutive_failures >= self.cfg.threshold {
+                        Some(format!(
+                            "{} consecutive failures",
+                            self.consecutive_failures
+                        ))
+                    } else if self.cfg.failure_rate > 0.0
+                        && requests >= self.cfg.min_requests.max(1)
+                        && f64::from(failures) >= self.cfg.failure_rate * f64::from(requests)
+                    {
+                        Some(format!(
+                            "{failures} of {requests} requests failed within {:?}",
+                            self.cfg.window
+                        ))
+                    } else {
+                        None
+                    };
+                reason.map(|r| self.open(State::Closed, r, now))
+            }
+            (State::HalfOpen, Outcome::Success) if trial => {
+                self.trial_successes += 1;
+                if self.trial_successes >= self.cfg.half_open_requests.max(1) {
+                    Some(self.close(now))
+                } else {
+                    None
+                }
+            }
+            (State::HalfOpen, Outcome::Failure) if trial => {
+                self.reopenings += 1;
+                Some(self.open(State::HalfOpen, "trial request failed".to_owned(), now))
+            }
+            // Requests admitted before the circuit opened, finishing late: they do not decide
+            // the trials.
+            _ => None,
+        }
+    }
+
+    fn open(&mut self, from: State, reason: String, now: Instant) -> Transition {
+        let base = self.cfg.reset_timeout;
+        let factor = 1u32
+            .checked_shl(self.reopenings.min(31))
+            .unwrap_or(u32::MAX);
+        let full = base
+            .checked_mul(factor)
+            .unwrap_or(self.cfg.max_reset_timeout)
+            .min(self.cfg.max_reset_timeout.max(base));
+        // Up to 20 % shorter at random, so the replicas of the gateway do not probe in step.
+        let reset = full.saturating_sub(full.mul_f64(0.2 * fastrand::f64()));
+        if from == State::Closed {
+            self.opened_at = now;
+        }
+        self.state = State::Open;
+        self.open_until = now + reset;
+        self.trials_in_flight = 0;
+        self.trial_successes = 0;
+        self.stats.opened += 1;
+        Transition {
+            from,
+            to: State::Open,
+            reason,
+            reset_after: Some(reset),
+        }
+    }
+
+    fn close(&mut self, now: Instant) -> Transition {
+        self.stats.time_open += now.saturating_duration_since(self.opened_at);
+        self.state = State::Closed;
+        self.consecutive_failures = 0;
+        self.reopenings = 0;
+        self.window.clear(now);
+        Transition {
+            from: State::HalfOpen,
+            to: State::Closed,
+            reason: "trial requests succeeded".to_owned(),
+            reset_after: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> BreakerConfig {
+        BreakerConfig {
+            enabled: true,
+            threshold: 5,
+            failure_rate: 0.5,
+            window: Duration::from_secs(10),
+            min_requests: 20,
+            timeout: Duration::from_secs(15),
+            reset_timeout: Duration::from_secs(10),
+            max_reset_timeout: Duration::from_secs(60),
+            half_open_requests: 1,
+            failure_statuses: vec![500, 502, 503, 504],
+        }
+    }
+
+    fn fail(b: &mut Breaker, n: u32, now: Instant) -> Option<Transition> {
+        let mut last = None;
+        for _ in 0..n {
+            assert!(matches!(b.admit(now).0, Admission::Allowed { .. }));
+            if let Some(t) = b.record(Outcome::Failure, false, now) {
+                last = Some(t);
+            }
+        }
+        last
+    }
+
+    fn succeed(b: &mut Breaker, n: u32, now: Instant) {
+        for _ in 0..n {
+            assert!(matches!(b.admit(now).0, Admission::Allowed { .. }));
+            assert_eq!(b.record(Outcome::Success, false, now), None);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_consecutive_failures() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        assert_eq!(fail(&mut b, 4, now), None);
+        succeed(&mut b, 1, now);
+        assert_eq!(fail(&mut b, 4, now), None, "a success resets the count");
+        let t = fail(&mut b, 1, now).expect("opened");
+        assert_eq!((t.from, t.to), (State::Closed, State::Open));
+        assert!(t.reason.contains("5 consecutive"));
+        let reset = t.reset_after.unwrap();
+        assert!(
+            reset <= Duration::from_secs(10) && reset >= Duration::from_secs(8),
+            "{reset:?}"
+        );
+        assert_eq!(b.state(), State::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_rejects_with_retry_after_until_the_reset_time() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
+        let later = now + reset / 2;
+        match b.admit(later).0 {
+            Admission::Rejected { retry_after } => assert_eq!(retry_after, reset - reset / 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.stats(later).rejected, 1);
+        assert_eq!(b.stats(later).time_open, reset / 2);
+        let (adm, t) = b.admit(now + reset);
+        assert_eq!(adm, Admission::Allowed { trial: true });
+        assert_eq!(t.unwrap().to, State::HalfOpen);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_admits_only_the_configured_trials() {
+        let now = Instant::now();
+        let mut c = cfg();
+        c.half_open_requests = 2;
+        let mut b = Breaker::new(c, now);
+        let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
+        let t = now + reset;
+        assert_eq!(b.admit(t).0, Admission::Allowed { trial: true });
+        assert_eq!(b.admit(t).0, Admission::Allowed { trial: true });
+        assert!(matches!(b.admit(t).0, Admission::Rejected { .. }));
+        // A cancelled trial frees its slot without deciding anything.
+        assert_eq!(b.record(Outcome::Ignored, true, t), None);
+        assert_eq!(b.admit(t).0, Admission::Allowed { trial: true });
+        assert_eq!(
+            b.record(Outcome::Success, true, t),
+            None,
+            "one of two successes"
+        );
+        assert!(
+            matches!(b.admit(t).0, Admission::Rejected { .. }),
+            "the second trial is still out"
+        );
+        let closed = b.record(Outcome::Success, true, t).unwrap();
+        assert_eq!((closed.from, closed.to), (State::HalfOpen, State::Closed));
+        assert_eq!(b.admit(t).0, Admission::Allowed { trial: false });
+        assert_eq!(b.stats(t).time_open, reset);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_trial_reopens_with_a_doubled_capped_reset() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        let mut t = now;
+        let mut resets = vec![fail(&mut b, 5, t).unwrap().reset_after.unwrap()];
+        for _ in 0..4 {
+            t += *resets.last().unwrap();
+            assert_eq!(b.admit(t).0, Admission::Allowed { trial: true });
+            let tr = b.record(Outcome::Failure, true, t).unwrap();
+            assert_eq!((tr.from, tr.to), (State::HalfOpen, State::Open));
+            resets.push(tr.reset_after.unwrap());
+        }
+        // 10, 20, 40, 60, 60 seconds, each up to 20 % shorter.
+        for (r, full) in resets.iter().zip([10u64, 20, 40, 60, 60]) {
+            let full = Duration::from_secs(full);
+            assert!(*r <= full && *r >= full.mul_f64(0.8), "{resets:?}");
+        }
+        assert_eq!(b.stats(t).opened, 5);
+        // Closing forgets the doubling.
+        t += *resets.last().unwrap();
+        b.admit(t);
+        b.record(Outcome::Success, true, t).unwrap();
+        let again = fail(&mut b, 5, t).unwrap().reset_after.unwrap();
+        assert!(again <= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_rate_trips_only_with_enough_requests_in_the_window() {
+        let now = Instant::now();
+        let mut c = cfg();
+        c.threshold = 0;
+        let mut b = Breaker::new(c, now);
+        // Alternating: never 5 in a row, 50 % failures.
+        for _ in 0..9 {
+            succeed(&mut b, 1, now);
+            assert_eq!(fail(&mut b, 1, now), None, "below min_requests");
+        }
+        succeed(&mut b, 1, now);
+        let t = fail(&mut b, 1, now).expect("20 requests, 10 failed");
+        assert!(t.reason.contains("10 of 20"), "{}", t.reason);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_failures_slide_out_of_the_window() {
+        let now = Instant::now();
+        let mut c = cfg();
+        c.threshold = 0;
+        c.min_requests = 4;
+        let mut b = Breaker::new(c, now);
+        fail(&mut b, 3, now);
+        let later = now + Duration::from_secs(11);
+        succeed(&mut b, 3, later);
+        assert_eq!(fail(&mut b, 1, later), None, "1 of 4 in the window");
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ignored_outcomes_and_late_results_change_nothing() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        for _ in 0..10 {
+            b.admit(now);
+            assert_eq!(b.record(Outcome::Ignored, false, now), None);
+        }
+        assert_eq!(b.consecutive_failures(), 0);
+        fail(&mut b, 5, now).unwrap();
+        // A request admitted before the opening fails late: no re-open, no extra count.
+        assert_eq!(b.record(Outcome::Failure, false, now), None);
+        assert_eq!(b.stats(now).opened, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disabled_breaker_never_opens() {
+        let now = Instant::now();
+        let mut c = cfg();
+        c.enabled = false;
+        let mut b = Breaker::new(c, now);
+        assert_eq!(fail(&mut b, 100, now), None);
+        assert_eq!(b.state(), State::Closed);
+    }
+}

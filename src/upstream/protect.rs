@@ -1,0 +1,315 @@
+//! The outermost layer of an upstream: its circuit breaker and the deadline of the whole
+//! exchange (retries and the response body included).
+//!
+//! One breaker per upstream, wrapping the retrying, balancing stack, so it sees one outcome per
+//! exchange and trips only when the upstream as a whole is failing; a single bad task is the
+//! ejection logic's business. What counts as a failure: connect errors, resets, the deadline
+//! passing (before the headers: 504; during the body: the body is cut off), and responses whose
+//! status is in `failure_statuses`. 4xx answers and clients going away are not failures, and a
+//! response that completes inside the deadline is passed through untouched however slow.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+use tower::{Layer, Service};
+
+use super::UpstreamError;
+use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
+use crate::config::BreakerConfig;
+use crate::proxy::body::{BoxError, RequestBody, find_body_error};
+
+/// An upstream's breaker, shared by all its requests.
+#[derive(Debug)]
+pub struct BreakerHandle {
+    name: Arc<str>,
+    breaker: Mutex<Breaker>,
+}
+
+/// A breaker's state for status pages and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerStatus {
+    pub state: State,
+    pub consecutive_failures: u32,
+    pub retry_after: Duration,
+    pub stats: Stats,
+}
+
+impl BreakerHandle {
+    pub fn new(name: Arc<str>, cfg: BreakerConfig) -> Self {
+        Self {
+            name,
+            breaker: Mutex::new(Breaker::new(cfg, Instant::now())),
+        }
+    }
+
+    pub fn status(&self) -> Option<BreakerStatus> {
+        let now = Instant::now();
+        let b = self.breaker.lock().ok()?;
+        Some(BreakerStatus {
+            state: b.state(),
+            consecutive_failures: b.consecutive_failures(),
+            retry_after: b.retry_after(now),
+            stats: b.stats(now),
+        })
+    }
+
+    fn admit(&self) -> Admission {
+        let Ok(mut b) = self.breaker.lock() else {
+            // A poisoned lock means a panic elsewhere; fail open rather than block traffic.
+            return Admission::Allowed { trial: false };
+        };
+        let (admission, transition) = b.admit(Instant::now());
+        drop(b);
+        if let Some(t) = transition {
+            self.log(&t);
+        }
+        admission
+    }
+
+    fn record(&self, outcome: Outcome, trial: bool) {
+        let Ok(mut b) = self.breaker.lock() else {
+            return;
+        };
+        let transition = b.record(outcome, trial, Instant::now());
+        drop(b);
+        if let Some(t) = transition {
+            self.log(&t);
+        }
+    }
+
+    /// Every transition at WARN with the word "circuit": operators `grep circuit` the logs.
+    fn log(&self, t: &Transition) {
+        let message = match t.to {
+            State::Open => "circuit opened",
+            State::HalfOpen => "circuit half-open: letting trial requests through",
+            State::Closed => "circuit closed",
+        };
+        tracing::warn!(
+            upstream = %self.name,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            reason = %t.reason,
+            reset_after = ?t.reset_after,
+            "{message}"
+        );
+    }
+}
+
+/// An admitted request's obligation to report its outcome; dropped unreported (the client went
+/// away) it reports "ignored", which frees a half-open trial slot without deciding anything.
+#[derive(Debug)]
+struct Permit {
+    breaker: Arc<BreakerHandle>,
+    trial: bool,
+    done: bool,
+}
+
+impl Permit {
+    fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        self.breaker.record(outcome, self.trial);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.breaker.record(Outcome::Ignored, self.trial);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ProtectLayer {
+    breaker: Arc<BreakerHandle>,
+    timeout: Duration,
+    failure_statuses: Arc<[u16]>,
+}
+
+impl ProtectLayer {
+    pub fn new(breaker: Arc<BreakerHandle>, cfg: &BreakerConfig) -> Self {
+        Self {
+            breaker,
+            timeout: cfg.timeout,
+            failure_statuses: cfg.failure_statuses.clone().into(),
+        }
+    }
+}
+
+impl<S> Layer<S> for ProtectLayer {
+    type Service = Protect<S>;
+
+    fn layer(&self, inner: S) -> Protect<S> {
+        Protect {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Protect<S> {
+    inner: S,
+    layer: ProtectLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<Request<RequestBody>> for Protect<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<Incoming>, Error = UpstreamError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<UpstreamBody>;
+    type Error = UpstreamError;
+    type Future = BoxFuture<Result<Response<UpstreamBody>, UpstreamError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+        let trial = match self.layer.breaker.admit() {
+            Admission::Rejected { retry_after } => {
+                return Box::pin(std::future::ready(Err(UpstreamError::CircuitOpen {
+                    retry_after,
+                })));
+            }
+            Admission::Allowed { trial } => trial,
+        };
+        let permit = Permit {
+            breaker: self.layer.breaker.clone(),
+            trial,
+            done: false,
+        };
+        let timeout = self.layer.timeout;
+        let deadline = Instant::now() + timeout;
+        let failure_statuses = self.layer.failure_statuses.clone();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline, fut).await {
+                Err(_) => {
+                    permit.finish(Outcome::Failure);
+                    Err(UpstreamError::Timeout(timeout))
+                }
+                Ok(Err(e)) => {
+                    let outcome = if find_body_error(&e).is_some() {
+                        Outcome::Ignored
+                    } else {
+                        Outcome::Failure
+                    };
+                    permit.finish(outcome);
+                    Err(e)
+                }
+                Ok(Ok(resp)) => {
+                    let (head, body) = resp.into_parts();
+                    let permit = if failure_statuses.contains(&head.status.as_u16()) {
+                        permit.finish(Outcome::Failure);
+                        None
+                    } else {
+                        Some(permit)
+                    };
+                    Ok(Response::from_parts(
+                        head,
+                        UpstreamBody::new(body, deadline, timeout, permit),
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// The response body was cut off at the exchange's deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("response body not complete within the deadline of {0:?}")]
+pub struct DeadlineExceeded(pub Duration);
+
+pin_project_lite::pin_project! {
+    /// An upstream's response body, bounded by the exchange's deadline; it tells the breaker
+    /// how the exchange ended: complete (success), cut off or broken (failure), or abandoned by
+    /// the client (ignored).
+    pub struct UpstreamBody {
+        #[pin]
+        inner: Incoming,
+        #[pin]
+        deadline: Sleep,
+        timeout: Duration,
+        permit: Option<Permit>,
+    }
+
+    impl PinnedDrop for UpstreamBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(p) = this.permit.take() {
+                // hyper may stop polling once a sized body is complete, before seeing `None`.
+                p.finish(if this.inner.is_end_stream() { Outcome::Success } else { Outcome::Ignored });
+            }
+        }
+    }
+}
+
+impl UpstreamBody {
+    fn new(inner: Incoming, deadline: Instant, timeout: Duration, permit: Option<Permit>) -> Self {
+        let mut body = Self {
+            inner,
+            deadline: tokio::time::sleep_until(deadline),
+            timeout,
+            permit,
+        };
+        if body.inner.is_end_stream()
+            && let Some(p) = body.permit.take()
+        {
+            p.finish(Outcome::Success);
+        }
+        body
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if this.deadline.poll(cx).is_ready() {
+            if let Some(p) = this.permit.take() {
+                p.finish(Outcome::Failure);
+            }
+            return Poll::Ready(Some(Err(Box::new(DeadlineExceeded(*this.timeout)))));
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(None) => {
+                if let Some(p) = this.permit.take() {
+                    p.finish(Outcome::Success);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(p) = this.permit.take() {
+                    p.finish(Outcome::Failure);
+                }
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            other => other.map(|f| f.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

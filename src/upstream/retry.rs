@@ -1,0 +1,474 @@
+//! Retries: the safety rules and the budget as plain code, and the tower service that applies
+//! them between the breaker (outside: one breaker decision per exchange, rejections never
+//! retried) and the balancer (inside: each attempt picks a task, avoiding those already tried).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Method, Request, Response};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+use super::UpstreamError;
+use crate::config::RetryConfig;
+use crate::proxy::body::{RequestBody, find_body_error};
+
+/// Request bodies up to this size are kept for replay (as linkerd and Pingora); larger ones
+/// stream through once and are never retried.
+pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+/// Full-jitter backoff never waits longer than this.
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Methods that RFC 9110 defines as idempotent: sending them twice has the effect of once.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// How an attempt failed, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptFailure {
+    /// The request provably never reached a task (connection refused or timed out while
+    /// connecting): safe to send anywhere, whatever the method.
+    NotSent,
+    /// It may have reached the task (reset, closed mid-exchange, per-try timeout).
+    MaybeProcessed,
+    /// The task answered with this status.
+    Status(u16),
+    /// Nothing to retry: no task to send to, or the client's own body failed.
+    Final,
+}
+
+/// Classifies an attempt's result: `None` when there is nothing to retry (success, or an
+/// answer whose status is not in `retry_statuses`).
+pub fn classify(
+    result: &Result<Response<Incoming>, UpstreamError>,
+    retry_statuses: &[u16],
+) -> Option<AttemptFailure> {
+    match result {
+        Ok(resp) => {
+            let s = resp.status().as_u16();
+            retry_statuses
+                .contains(&s)
+                .then_some(AttemptFailure::Status(s))
+        }
+        Err(e) if find_body_error(e).is_some() => Some(AttemptFailure::Final),
+        Err(UpstreamError::Connect { .. }) => Some(AttemptFailure::NotSent),
+        Err(UpstreamError::Request { .. } | UpstreamError::AttemptTimeout { .. }) => {
+            Some(AttemptFailure::MaybeProcessed)
+        }
+        Err(_) => Some(AttemptFailure::Final),
+    }
+}
+
+/// Whether a failed attempt of a `method` request may be sent again.
+pub fn is_retryable(method: &Method, failure: AttemptFailure, retry_statuses: &[u16]) -> bool {
+    match failure {
+        AttemptFailure::NotSent => true,
+        AttemptFailure::MaybeProcessed => is_idempotent(method),
+        AttemptFailure::Status(s) => is_idempotent(method) && retry_statuses.contains(&s),
+        AttemptFailure::Final => false,
+    }
+}
+
+/// The wait before retry number `retry` (1-based): uniform in [0, min(cap, base * 2^(retry-1))].
+pub fn backoff(base: Duration, retry: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(retry.saturating_sub(1).min(31))
+        .unwrap_or(u32::MAX);
+    let ceiling = base
+        .checked_mul(factor)
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF);
+    ceiling.mul_f64(fastrand::f64())
+}
+
+/// A retry budget in the manner of Finagle and linkerd: over a sliding 10 s window, retries may
+/// be at most `ratio` of requests plus `min_per_second` per second. Under total failure the
+/// upstream therefore sees at most (1 + ratio) x requests + the floor, never a retry storm.
+#[derive(Debug)]
+pub struct Budget {
+    ratio: f64,
+    min_per_second: u32,
+    slots: Mutex<Slots>,
+}
+
+const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+const BUDGET_SLOTS: usize = 10;
+
+#[derive(Debug)]
+struct Slots {
+    /// (requests, retries) per second of the window.
+    counts: [(u64, u64); BUDGET_SLOTS],
+    head: usize,
+    head_start: Instant,
+}
+
+impl Slots {
+    fn advance(&mut self, now: Instant) {
+        let slot = BUDGET_WINDOW / BUDGET_SLOTS as u32;
+        let steps = (now.saturating_duration_since(self.head_start).as_nanos() / slot.as_nanos())
+            .min(BUDGET_SLOTS as u128) as usize;
+        for _ in 0..steps {
+            self.head = (self.head + 1) % BUDGET_SLOTS;
+            self.counts[self.head] = (0, 0);
+        }
+        if steps == BUDGET_SLOTS {
+            self.head_start = now;
+        } else if steps > 0 {
+            self.head_start += slot * steps as u32;
+        }
+    }
+}
+
+impl Budget {
+    pub fn new(cfg: &RetryConfig, now: Instant) -> Self {
+        Self {
+            ratio: cfg.retry_budget,
+            min_per_second: cfg.min_retries_per_second,
+            slots: Mutex::new(Slots {
+                counts: [(0, 0); BUDGET_SLOTS],
+                head: 0,
+                head_start: now,
+            }),
+        }
+    }
+
+    /// Counts a request (its first attempt).
+    pub fn deposit(&self, now: Instant) {
+        if let Ok(mut s) = self.slots.lock() {
+            s.advance(now);
+            let head = s.head;
+            s.counts[head].0 += 1;
+        }
+    }
+
+    /// Takes one retry from the budget; false when it is spent.
+    pub fn withdraw(&self, now: Instant) -> bool {
+        let Ok(mut s) = self.slots.lock() else {
+            return false;
+        };
+        s.advance(now);
+        let (requests, retries) = s
+            .counts
+            .iter()
+            .fold((0u64, 0u64), |(r, t), c| (r + c.0, t + c.1));
+        let floor = f64::from(self.min_per_second) * BUDGET_WINDOW.as_secs_f64();
+        if (retries + 1) as f64 > self.ratio * requests as f64 + floor {
+            return false;
+        }
+        let head = s.head;
+        s.counts[head].1 += 1;
+        true
+    }
+}
+
+/// Tasks already tried by this request, so the balancer picks another one when it can.
+#[derive(Debug, Clone, Default)]
+pub struct Tried(pub Vec<Authority>);
+
+/// Limit for one attempt; the balancer applies it, so it can count the timeout against the
+/// task that caused it.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptTimeout(pub Duration);
+
+/// The task that served a response (set by the balancer, read for logs and retries).
+#[derive(Debug, Clone)]
+pub struct ServedBy(pub Authority);
+
+/// How many attempts a response took (for access logs).
+#[derive(Debug, Clone, Copy)]
+pub struct Attempts(pub u32);
+
+/// Reads a small request body into memory so it can be sent again; returns the request with a
+/// replayable body, or as it was when it is too large (or of unknown size) to keep.
+pub async fn make_replayable(
+    req: Request<RequestBody>,
+) -> Result<Request<RequestBody>, UpstreamError> {
+    let (head, body) = req.into_parts();
+    if body.is_replayable() {
+        return Ok(Request::from_parts(head, body));
+    }
+    match body.size_hint().exact() {
+        Some(len) if len <= MAX_REPLAY_BODY => {
+            let bytes: Bytes = body
+                .collect()
+                .await
+                .map_err(UpstreamError::Body)?
+                .to_bytes();
+            Ok(Request::from_parts(head, RequestBody::buffered(bytes)))
+        }
+        _ => Ok(Request::from_parts(head, body)),
+    }
+}
+
+/// A copy of a request whose body is replayable.
+fn try_clone(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let body = req.body().try_clone()?;
+    let mut out = Request::new(body);
+    *out.method_mut() = req.method().clone();
+    *out.uri_mut() = req.uri().clone();
+    *out.version_mut() = req.version();
+    *out.headers_mut() = req.headers().clone();
+    Some(out)
+}
+
+/// Shared per-upstream retry state.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: Arc<str>,
+    pub max_retries: u32,
+    pub per_try_timeout: Duration,
+    pub retry_statuses: Vec<u16>,
+    pub backoff: Duration,
+    pub budget: Budget,
+}
+
+#[derive(Clone)]
+pub struct RetryLayer {
+    policy: Arc<Policy>,
+}
+
+impl RetryLayer {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Retry<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<Request<RequestBody>> for Retry<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<Incoming>, Error = UpstreamError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Incoming>;
+    type Error = UpstreamError;
+    type Future = BoxFuture<Result<Response<Incoming>, UpstreamError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+        let policy = self.policy.clone();
+        // The service that was made ready goes to the first attempt; retries clone a fresh one.
+        let inner = self.inner.clone();
+        let first = std::mem::replace(&mut self.inner, inner);
+        Box::pin(run(policy, first, req))
+    }
+}
+
+async fn run<S>(
+    policy: Arc<Policy>,
+    mut inner: S,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, UpstreamError>
+where
+    S: Service<Request<RequestBody>, Response = Response<Incoming>, Error = UpstreamError> + Clone,
+{
+    policy.budget.deposit(Instant::now());
+    let req = if policy.max_retries > 0 {
+        make_replayable(req).await?
+    } else {
+        req
+    };
+    let method = req.method().clone();
+    let idempotent = is_idempotent(&method);
+    let mut tried = Tried::default();
+    let mut attempt: u32 = 1;
+    let mut original = Some(req);
+    loop {
+        // Keep the original for further attempts while its body can be replayed.
+        let mut this = match original.as_ref().and_then(try_clone) {
+            Some(copy) if attempt <= policy.max_retries => copy,
+            _ => match original.take() {
+                Some(req) => req,
+                None => return Err(UpstreamError::NoEndpoints),
+            },
+        };
+        let retry_possible = original.is_some();
+        if retry_possible && idempotent {
+            // A hung task costs one slice of the deadline, and the retry goes elsewhere.
+            this.extensions_mut()
+                .insert(AttemptTimeout(policy.per_try_timeout));
+        }
+        if !tried.0.is_empty() {
+            this.extensions_mut().insert(tried.clone());
+        }
+        let result = (&mut inner).oneshot(this).await;
+        let Some(failure) = classify(&result, &policy.retry_statuses) else {
+            return with_attempts(result, attempt);
+        };
+        if !retry_possible || !is_retryable(&method, failure, &policy.retry_statuses) {
+            return with_attempts(result, attempt);
+        }
+        if !policy.budget.withdraw(Instant::now()) {
+            tracing::debug!(upstream = %policy.name, "retry budget exhausted");
+            return with_attempts(result, attempt);
+        }
+        match &result {
+            Ok(resp) => {
+                if let Some(ServedBy(a)) = resp.extensions().get::<ServedBy>() {
+                    tried.0.push(a.clone());
+                }
+            }
+            Err(e) => {
+                if let Some(a) = e.endpoint() {
+                    tried.0.push(a.clone());
+                }
+            }
+        }
+        tracing::debug!(upstream = %policy.name, attempt, failure = ?failure, "retrying on another task");
+        // Drop the failed response (and its connection) before waiting.
+        drop(result);
+        tokio::time::sleep(backoff(policy.backoff, attempt)).await;
+        attempt += 1;
+    }
+}
+
+fn with_attempts(
+    result: Result<Response<Incoming>, UpstreamError>,
+    attempts: u32,
+) -> Result<Response<Incoming>, UpstreamError> {
+    result.map(|mut resp| {
+        resp.extensions_mut().insert(Attempts(attempts));
+        resp
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUSES: &[u16] = &[500, 502, 503, 504];
+
+    #[test]
+    fn only_idempotent_methods_are_retried_once_they_may_have_been_processed() {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+        ] {
+            assert!(
+                is_retryable(&m, AttemptFailure::MaybeProcessed, STATUSES),
+                "{m}"
+            );
+            assert!(
+                is_retryable(&m, AttemptFailure::Status(503), STATUSES),
+                "{m}"
+            );
+            assert!(
+                !is_retryable(&m, AttemptFailure::Status(501), STATUSES),
+                "{m}"
+            );
+            assert!(
+                !is_retryable(&m, AttemptFailure::Status(404), STATUSES),
+                "{m}"
+            );
+        }
+        for m in [Method::POST, Method::PATCH] {
+            assert!(
+                !is_retryable(&m, AttemptFailure::MaybeProcessed, STATUSES),
+                "{m}"
+            );
+            assert!(
+                !is_retryable(&m, AttemptFailure::Status(500), STATUSES),
+                "a check-in that reached a task is never sent twice"
+            );
+            assert!(
+                is_retryable(&m, AttemptFailure::NotSent, STATUSES),
+                "never reached a task"
+            );
+        }
+        assert!(!is_retryable(&Method::GET, AttemptFailure::Final, STATUSES));
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_and_capped() {
+        for retry in 1..8 {
+            for _ in 0..200 {
+                let d = backoff(Duration::from_millis(25), retry);
+                let ceiling = (Duration::from_millis(25) * 2u32.pow(retry - 1)).min(MAX_BACKOFF);
+                assert!(d <= ceiling, "retry {retry}: {d:?}");
+            }
+        }
+        assert!(backoff(Duration::from_secs(10), 30) <= MAX_BACKOFF);
+    }
+
+    fn budget(ratio: f64, min: u32) -> (Budget, Instant) {
+        let now = Instant::now();
+        let cfg = RetryConfig {
+            retry_budget: ratio,
+            min_retries_per_second: min,
+            ..RetryConfig::default()
+        };
+        (Budget::new(&cfg, now), now)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_allows_ratio_of_requests_plus_floor() {
+        let (b, now) = budget(0.2, 1);
+        for _ in 0..100 {
+            b.deposit(now);
+        }
+        // 0.2 x 100 + 1/s x 10 s.
+        let granted = (0..100).filter(|_| b.withdraw(now)).count();
+        assert_eq!(granted, 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_refills_as_the_window_slides() {
+        let (b, now) = budget(0.0, 1);
+        assert_eq!((0..20).filter(|_| b.withdraw(now)).count(), 10);
+        assert!(!b.withdraw(now + Duration::from_secs(5)));
+        assert!(
+            b.withdraw(now + Duration::from_secs(11)),
+            "old retries slid out"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_budget_and_floor_allows_nothing() {
+        let (b, now) = budget(0.0, 0);
+        for _ in 0..100 {
+            b.deposit(now);
+        }
+        assert!(!b.withdraw(now));
+    }
+}
