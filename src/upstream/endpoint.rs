@@ -51,6 +51,9 @@ impl Endpoint {
 
     pub(super) fn set_healthy(&self, v: bool) {
         self.healthy.store(v, Ordering::Relaxed);
+        if v {
+            self.load.forget_latency();
+        }
     }
 
     pub(super) fn set_ejected(&self, v: bool) {
@@ -59,6 +62,8 @@ impl Endpoint {
         if v {
             // After the ejection it takes a fresh run of failures to eject again.
             self.consecutive_failures.store(0, Ordering::Relaxed);
+        } else {
+            self.load.forget_latency();
         }
     }
 
@@ -145,6 +150,15 @@ impl Load {
 
     fn nanos(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Drops the latency history of a task coming back into rotation: what it measured before
+    /// its outage says nothing about it now, and a stale peak would keep it idle for as long as
+    /// the peak takes to decay.
+    fn forget_latency(&self) {
+        if let Ok(mut e) = self.rtt.lock() {
+            e.estimate_ns = 0.0;
+        }
     }
 
     pub fn pending(&self) -> u64 {
@@ -304,6 +318,25 @@ mod tests {
         assert_eq!(e.consecutive_failures(), 0);
         assert!(!e.record_outcome(true, 3));
         assert!(!e.record_outcome(false, 0), "threshold 0 disables ejection");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_returning_to_rotation_starts_without_history() {
+        let t0 = Instant::now();
+        let e = ep(t0);
+        InFlight::start(&e, t0).complete(t0 + Duration::from_secs(3));
+        e.set_ejected(true);
+        e.set_ejected(false);
+        assert_eq!(
+            e.load().rtt_estimate(t0 + Duration::from_secs(3)),
+            Duration::ZERO
+        );
+        InFlight::start(&e, t0).complete(t0 + Duration::from_secs(3));
+        e.set_healthy(true);
+        assert_eq!(
+            e.load().rtt_estimate(t0 + Duration::from_secs(3)),
+            Duration::ZERO
+        );
     }
 
     #[test]
