@@ -1,25 +1,148 @@
 //! The admin listener (`server.admin_listen`): never published by the stack, so it can say more
-//! than the public one. Today `/health`; metrics and status pages join it.
+//! than the public one: `/health`, and `/status` (every upstream's tasks, their health, ejection
+//! and load, and its breaker).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::proxy::body::ResponseBody;
-use crate::proxy::error::json_error;
+use crate::proxy::error::{json_error, json_response};
 use crate::server::{Handler, Lifecycle, health};
+use crate::upstream::Upstream;
+use crate::upstream::breaker::State;
+
+pub const STATUS_PATH: &str = "/status";
 
 #[derive(Debug)]
 pub struct Admin {
     lifecycle: Lifecycle,
+    upstreams: Vec<Upstream>,
+    config_source: Option<String>,
 }
 
 impl Admin {
-    pub fn new(lifecycle: Lifecycle) -> Self {
-        Self { lifecycle }
+    pub fn new(
+        lifecycle: Lifecycle,
+        upstreams: Vec<Upstream>,
+        config_source: Option<String>,
+    ) -> Self {
+        Self {
+            lifecycle,
+            upstreams,
+            config_source,
+        }
+    }
+
+    /// The `/status` document.
+    pub fn status(&self) -> Status<'_> {
+        let now = Instant::now();
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            config: self.config_source.as_deref(),
+            draining: self.lifecycle.is_draining(),
+            upstreams: self
+                .upstreams
+                .iter()
+                .map(|u| upstream_status(u, now))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status<'a> {
+    pub version: &'static str,
+    pub config: Option<&'a str>,
+    pub draining: bool,
+    pub upstreams: Vec<UpstreamStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub discovery: DiscoveryView,
+    pub eligible: usize,
+    pub endpoints: Vec<EndpointView>,
+    pub breaker: Option<BreakerView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiscoveryView {
+    pub source: String,
+    pub last_resolution: Option<String>,
+    pub last_error: Option<String>,
+    pub resolutions: u64,
+    pub failures: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub address: String,
+    pub healthy: bool,
+    pub ejected: bool,
+    pub ejected_until: Option<String>,
+    pub in_flight: u64,
+    pub latency_estimate_ms: f64,
+    pub consecutive_failures: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BreakerView {
+    pub state: &'static str,
+    pub consecutive_failures: u32,
+    /// Seconds until an open circuit lets a trial through.
+    pub half_open_in_seconds: Option<f64>,
+    pub rejected: u64,
+    pub opened: u64,
+    pub time_open_seconds: f64,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn upstream_status(u: &Upstream, now: Instant) -> UpstreamStatus {
+    let snapshot = u.state().snapshot();
+    let d = u.state().discovery();
+    UpstreamStatus {
+        name: u.name().to_string(),
+        discovery: DiscoveryView {
+            source: d.source,
+            last_resolution: d.last_resolution.map(rfc3339),
+            last_error: d.last_error,
+            resolutions: d.resolutions,
+            failures: d.failures,
+        },
+        eligible: snapshot.eligible.len(),
+        endpoints: snapshot
+            .all
+            .iter()
+            .map(|e| EndpointView {
+                address: e.authority().to_string(),
+                healthy: e.is_healthy(),
+                ejected: e.is_ejected(),
+                ejected_until: e.ejected_until().map(rfc3339),
+                in_flight: e.load().pending(),
+                latency_estimate_ms: e.load().rtt_estimate(now).as_secs_f64() * 1000.0,
+                consecutive_failures: e.consecutive_failures(),
+            })
+            .collect(),
+        breaker: u.breaker().status().map(|b| BreakerView {
+            state: b.state.as_str(),
+            consecutive_failures: b.consecutive_failures,
+            half_open_in_seconds: (b.state == State::Open).then(|| b.retry_after.as_secs_f64()),
+            rejected: b.stats.rejected,
+            opened: b.stats.opened,
+            time_open_seconds: b.stats.time_open.as_secs_f64(),
+        }),
     }
 }
 
@@ -31,6 +154,14 @@ impl Handler for Admin {
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
         let resp = match req.uri().path() {
             health::PATH => health::respond(req.method(), &self.lifecycle),
+            STATUS_PATH => match serde_json::to_vec_pretty(&self.status()) {
+                Ok(body) => json_response(StatusCode::OK, body),
+                Err(e) => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("cannot render status: {e}"),
+                    None,
+                ),
+            },
             path => json_error(
                 StatusCode::NOT_FOUND,
                 &format!("Route {}:{path} not found", req.method()),

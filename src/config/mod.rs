@@ -34,6 +34,9 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Where this configuration was loaded from (for status pages); not a key.
+    #[serde(skip)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -345,12 +348,13 @@ impl Config {
                 path: path.to_owned(),
             });
         }
-        let config: Config = Figment::new()
+        let mut config: Config = Figment::new()
             .merge(Toml::file_exact(path))
             .merge(env)
             .extract()
             .map_err(parse_error)?;
         config.validate(&path.display().to_string())?;
+        config.source = Some(path.display().to_string());
         Ok(config)
     }
 

@@ -95,6 +95,11 @@ impl Server {
         // rolling update does not answer its first requests with 503. Bounded: with DNS or
         // every backend down we still start (and answer 503 JSON) rather than hang.
         gateway.ready(startup_limit(config)).await;
+        let admin_handler = Arc::new(Admin::new(
+            lifecycle.clone(),
+            gateway.upstreams().to_vec(),
+            config.source.clone(),
+        ));
         let public = bind(config.server.listen, "server.listen").await?;
         let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
         Ok(Self {
@@ -104,7 +109,7 @@ impl Server {
                 gateway,
                 lifecycle: lifecycle.clone(),
             }),
-            admin_handler: Arc::new(Admin::new(lifecycle.clone())),
+            admin_handler,
             config: config.server.clone(),
             lifecycle,
         })

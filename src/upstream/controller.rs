@@ -377,7 +377,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
         let duration = outlier::ejection_time(cfg, prior);
         entry.ejections = prior + 1;
         entry.ejected_until = Some(now + duration);
-        entry.endpoint.set_ejected(true);
+        entry.endpoint.set_ejected(Some(duration));
         tracing::warn!(
             upstream = %self.settings.name,
             endpoint = %key,
@@ -394,7 +394,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
             if entry.ejected_until.is_some_and(|t| t <= now) {
                 entry.ejected_until = None;
                 entry.returned_at = Some(now);
-                entry.endpoint.set_ejected(false);
+                entry.endpoint.set_ejected(None);
                 changed = true;
                 tracing::info!(upstream = %self.settings.name, endpoint = %key, "endpoint returned from ejection");
             }

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::uri::Authority;
 use tokio::time::Instant;
@@ -17,6 +17,8 @@ pub struct Endpoint {
     /// Mirrors of the controller's decisions, for status pages and metrics.
     healthy: AtomicBool,
     ejected: AtomicBool,
+    /// When the current ejection ends, in ms since the Unix epoch (0: not ejected).
+    ejected_until_ms: AtomicU64,
     /// Passive health: failures in a row on live traffic.
     consecutive_failures: AtomicU32,
     /// Set when an ejection request is on its way to the controller, so a burst of failures
@@ -31,6 +33,7 @@ impl Endpoint {
             authority,
             healthy: AtomicBool::new(false),
             ejected: AtomicBool::new(false),
+            ejected_until_ms: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             eject_requested: AtomicBool::new(false),
             load: Load::new(now),
@@ -56,7 +59,21 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn set_ejected(&self, v: bool) {
+    /// When the current ejection ends (wall clock, for status pages).
+    pub fn ejected_until(&self) -> Option<SystemTime> {
+        match self.ejected_until_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+
+    /// Ejects the endpoint for `duration`, or (`None`) returns it to rotation.
+    pub(super) fn set_ejected(&self, duration: Option<Duration>) {
+        let v = duration.is_some();
+        let until_ms = duration
+            .and_then(|d| (SystemTime::now() + d).duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        self.ejected_until_ms.store(until_ms, Ordering::Relaxed);
         self.ejected.store(v, Ordering::Relaxed);
         self.eject_requested.store(false, Ordering::Relaxed);
         if v {
@@ -314,7 +331,7 @@ mod tests {
         assert!(!e.record_outcome(false, 3), "already requested");
         e.eject_request_denied();
         assert!(e.record_outcome(false, 3), "asks again after a denial");
-        e.set_ejected(true);
+        e.set_ejected(Some(Duration::from_secs(10)));
         assert_eq!(e.consecutive_failures(), 0);
         assert!(!e.record_outcome(true, 3));
         assert!(!e.record_outcome(false, 0), "threshold 0 disables ejection");
@@ -325,8 +342,8 @@ mod tests {
         let t0 = Instant::now();
         let e = ep(t0);
         InFlight::start(&e, t0).complete(t0 + Duration::from_secs(3));
-        e.set_ejected(true);
-        e.set_ejected(false);
+        e.set_ejected(Some(Duration::from_secs(10)));
+        e.set_ejected(None);
         assert_eq!(
             e.load().rtt_estimate(t0 + Duration::from_secs(3)),
             Duration::ZERO
