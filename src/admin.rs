@@ -138,7 +138,7 @@ fn upstream_status(u: &Upstream, now: Instant) -> UpstreamStatus {
         breaker: u.breaker().status().map(|b| BreakerView {
             state: b.state.as_str(),
             consecutive_failures: b.consecutive_failures,
-            half_open_in_seconds: (b.state == State::Open).then(|| b.retry_after.as_secs_f64()),
+            half_open_in_seconds: (b.state == State::Open).then_some(b.retry_after.as_secs_f64()),
             rejected: b.stats.rejected,
             opened: b.stats.opened,
             time_open_seconds: b.stats.time_open.as_secs_f64(),
