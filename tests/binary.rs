@@ -37,7 +37,12 @@ struct Running {
     log: PathBuf,
 }
 
-async fn start_binary(dir: &Path, upstream: SocketAddr, server_extra: &str) -> Running {
+async fn start_binary(
+    dir: &Path,
+    upstream: SocketAddr,
+    server_extra: &str,
+    env: &[(&str, &str)],
+) -> Running {
     let (public, admin) = (free_port().await, free_port().await);
     let cfg = format!(
         r#"
@@ -64,6 +69,7 @@ upstream = "app-icalink"
         .arg("--config")
         .arg(&config)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -148,6 +154,7 @@ async fn sigterm_drains_then_finishes_in_flight_requests_and_exits_zero() {
         dir.path(),
         up.addr,
         "shutdown_drain = \"1500ms\"\nshutdown_timeout = \"20s\"",
+        &[],
     )
     .await;
 
@@ -205,7 +212,7 @@ async fn sigterm_drains_then_finishes_in_flight_requests_and_exits_zero() {
     // New connections are still accepted during the drain.
     let resp = client()
         .get(
-            format!("http://{}/api/icalink/new", gw.public)
+            format!("http://{}/api/icalink/new?student=42", gw.public)
                 .parse()
                 .unwrap(),
         )
@@ -254,6 +261,34 @@ async fn sigterm_drains_then_finishes_in_flight_requests_and_exits_zero() {
     }
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(log.contains("all connections closed"), "{log}");
+
+    // One access-log line per proxied request, written when its body was sent.
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 4, "slow, 2 x fast, new: {access:?}");
+    let slow = access
+        .iter()
+        .find(|v| v["path"] == "/api/icalink/slow")
+        .unwrap();
+    assert_eq!(slow["method"], "GET");
+    assert_eq!(slow["status"], 200);
+    assert_eq!(slow["route"], "/api/icalink/");
+    assert_eq!(slow["upstream"], "app-icalink");
+    assert_eq!(slow["endpoint"], up.addr.to_string());
+    assert_eq!(slow["attempts"], 1);
+    assert_eq!(slow["bytes"], 9);
+    assert_eq!(slow["outcome"], "complete");
+    assert!(slow["duration_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(slow["request_id"].as_str().unwrap().len(), 36);
+    assert!(
+        access
+            .iter()
+            .all(|v| !v["path"].as_str().unwrap().contains('?')),
+        "no query strings"
+    );
 }
 
 #[tokio::test]
@@ -264,6 +299,7 @@ async fn shutdown_timeout_bounds_a_request_that_never_finishes() {
         dir.path(),
         up.addr,
         "shutdown_drain = \"0s\"\nshutdown_timeout = \"500ms\"",
+        &[("GATEWAY_LOG__ACCESS_LOG", "false")],
     )
     .await;
     let public = gw.public;
@@ -291,6 +327,10 @@ async fn shutdown_timeout_bounds_a_request_that_never_finishes() {
     );
     let log = std::fs::read_to_string(&gw.log).unwrap();
     assert!(log.contains("shutdown timeout reached"), "{log}");
+    assert!(
+        !log.contains(r#""target":"access""#),
+        "access_log = false: {log}"
+    );
 }
 
 fn run_sync(args: &[&str], config: &Path) -> std::process::Output {

@@ -93,6 +93,8 @@ pub struct LogConfig {
     /// `tracing` filter directive; `RUST_LOG` overrides it.
     pub level: String,
     pub format: LogFormat,
+    /// One line per proxied request (target `access`).
+    pub access_log: bool,
 }
 
 impl Default for LogConfig {
@@ -100,6 +102,7 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Json,
+            access_log: true,
         }
     }
 }

@@ -20,6 +20,7 @@ use self::headers::X_REQUEST_ID;
 use crate::config::Config;
 use crate::routing::{RouteTable, normalize_path};
 use crate::telemetry::ErrorChain;
+use crate::telemetry::access::AccessRecord;
 use crate::upstream::{BuildError, Upstream};
 
 /// Routes requests and forwards them to upstreams. Shared by all connections.
@@ -29,6 +30,7 @@ pub struct Gateway {
     upstreams: Vec<Upstream>,
     max_body: u64,
     trust_forwarded: bool,
+    access_log: bool,
 }
 
 impl Gateway {
@@ -50,6 +52,7 @@ impl Gateway {
             upstreams,
             max_body: config.server.max_body,
             trust_forwarded: config.server.trust_forwarded,
+            access_log: config.log.access_log,
         })
     }
 
@@ -72,9 +75,18 @@ impl Gateway {
 
     /// Proxies one request. Never fails: every error becomes the JSON answer a client expects.
     pub async fn proxy(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let start = tokio::time::Instant::now();
         let (mut head, body) = req.into_parts();
         let request_id = headers::ensure_request_id(&mut head.headers);
-        let mut resp = match self.forward(head, body, peer).await {
+        let mut access = self.access_log.then(|| {
+            AccessRecord::new(
+                start,
+                head.method.clone(),
+                head.uri.path(),
+                request_id.clone(),
+            )
+        });
+        let mut resp = match self.forward(head, body, peer, access.as_mut()).await {
             Ok(resp) => resp,
             Err(err) => {
                 let status = err.status();
@@ -92,7 +104,10 @@ impl Gateway {
             }
         };
         resp.headers_mut().entry(X_REQUEST_ID).or_insert(request_id);
-        resp
+        match access {
+            Some(record) => record.attach(resp),
+            None => resp,
+        }
     }
 
     async fn forward(
@@ -100,6 +115,7 @@ impl Gateway {
         mut head: Parts,
         body: Incoming,
         peer: SocketAddr,
+        access: Option<&mut AccessRecord>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         // Conflicting framing (Content-Length with Transfer-Encoding) never gets here as such:
         // hyper's parser applies RFC 9112 section 6.3 (chunked wins, Content-Length dropped,
@@ -114,6 +130,10 @@ impl Gateway {
                 method: head.method.clone(),
                 path: path.clone().into_owned(),
             })?;
+        if let Some(record) = access {
+            record.route = Some(route.name.clone());
+            record.upstream = Some(upstream.name().clone());
+        }
         if content_length(&head.headers).is_some_and(|len| len > self.max_body) {
             return Err(ProxyError::PayloadTooLarge {
                 limit: self.max_body,

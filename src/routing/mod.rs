@@ -3,6 +3,7 @@
 mod path;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 pub use path::{PathError, normalize_path};
 
@@ -30,7 +31,7 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
 #[derive(Debug, Clone)]
 pub struct Route {
     /// As configured; used in logs and metric labels (bounded: one per route).
-    pub name: Box<str>,
+    pub name: Arc<str>,
     prefix: Box<str>,
     rewrite: Option<Box<str>>,
     /// Index into the gateway's upstream list.
@@ -86,7 +87,7 @@ impl RouteTable {
                 format!("route {:?}: unknown upstream {:?}", r.prefix, r.upstream)
             })?;
             out.push(Route {
-                name: r.prefix.clone().into_boxed_str(),
+                name: r.prefix.as_str().into(),
                 prefix: prefix.into_boxed_str(),
                 rewrite,
                 upstream,

@@ -1,5 +1,7 @@
 //! Logs (and, later, metrics).
 
+pub mod access;
+
 use std::error::Error;
 use std::fmt;
 
