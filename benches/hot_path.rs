@@ -13,6 +13,7 @@ use stratix_gateway::config::{BreakerConfig, Config, RouteConfig};
 use stratix_gateway::proxy::body::RequestBody;
 use stratix_gateway::proxy::headers;
 use stratix_gateway::routing::{RouteTable, normalize_path};
+use stratix_gateway::telemetry::metrics::detached_upstream_metrics;
 use stratix_gateway::upstream::balance::p2c;
 use stratix_gateway::upstream::breaker::{Breaker, Outcome};
 use stratix_gateway::upstream::endpoint::Endpoint;
@@ -160,8 +161,13 @@ upstream = "app-icalink"
 "#,
         )
         .unwrap();
-        let u =
-            Upstream::new("app-icalink", &cfg.upstreams["app-icalink"], &cfg.discovery).unwrap();
+        let u = Upstream::new(
+            "app-icalink",
+            &cfg.upstreams["app-icalink"],
+            &cfg.discovery,
+            detached_upstream_metrics("app-icalink"),
+        )
+        .unwrap();
         let _ = u.send(request()).await;
         assert!(matches!(
             u.send(request()).await,

@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use serde::Serialize;
+
+use crate::telemetry::metrics::Metrics;
 use tokio::time::Instant;
 
 use http::{Request, Response, StatusCode};
@@ -20,12 +24,14 @@ use crate::upstream::Upstream;
 use crate::upstream::breaker::State;
 
 pub const STATUS_PATH: &str = "/status";
+pub const METRICS_PATH: &str = "/metrics";
 
 #[derive(Debug)]
 pub struct Admin {
     lifecycle: Lifecycle,
     upstreams: Vec<Upstream>,
     config_source: Option<String>,
+    metrics: Arc<Metrics>,
 }
 
 impl Admin {
@@ -33,11 +39,13 @@ impl Admin {
         lifecycle: Lifecycle,
         upstreams: Vec<Upstream>,
         config_source: Option<String>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             lifecycle,
             upstreams,
             config_source,
+            metrics,
         }
     }
 
@@ -154,6 +162,18 @@ impl Handler for Admin {
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
         let resp = match req.uri().path() {
             health::PATH => health::respond(req.method(), &self.lifecycle),
+            METRICS_PATH => {
+                let mut resp = Response::new(
+                    Full::new(Bytes::from(self.metrics.render(&self.upstreams)))
+                        .map_err(|e| match e {})
+                        .boxed_unsync(),
+                );
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
             STATUS_PATH => match serde_json::to_vec_pretty(&self.status()) {
                 Ok(body) => json_response(StatusCode::OK, body),
                 Err(e) => json_error(

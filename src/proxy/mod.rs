@@ -6,6 +6,7 @@ pub mod error;
 pub mod headers;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
@@ -20,7 +21,8 @@ use self::headers::X_REQUEST_ID;
 use crate::config::Config;
 use crate::routing::{RouteTable, normalize_path};
 use crate::telemetry::ErrorChain;
-use crate::telemetry::access::AccessRecord;
+use crate::telemetry::access::RequestRecord;
+use crate::telemetry::metrics::{Metrics, RouteLabels};
 use crate::upstream::{BuildError, Upstream};
 
 /// Routes requests and forwards them to upstreams. Shared by all connections.
@@ -31,14 +33,25 @@ pub struct Gateway {
     max_body: u64,
     trust_forwarded: bool,
     access_log: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
     pub fn new(config: &Config) -> Result<Self, BuildError> {
+        let metrics = Metrics::new(
+            config
+                .routes
+                .iter()
+                .map(|r| RouteLabels {
+                    route: r.prefix.as_str().into(),
+                    upstream: r.upstream.as_str().into(),
+                })
+                .collect(),
+        );
         let upstreams = config
             .upstreams
             .iter()
-            .map(|(name, cfg)| Upstream::new(name, cfg, &config.discovery))
+            .map(|(name, cfg)| Upstream::new(name, cfg, &config.discovery, metrics.upstream(name)))
             .collect::<Result<Vec<_>, _>>()?;
         let routes = RouteTable::new(&config.routes, |name| {
             upstreams.iter().position(|u| &**u.name() == name)
@@ -53,7 +66,12 @@ impl Gateway {
             max_body: config.server.max_body,
             trust_forwarded: config.server.trust_forwarded,
             access_log: config.log.access_log,
+            metrics,
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn upstreams(&self) -> &[Upstream] {
@@ -78,15 +96,14 @@ impl Gateway {
         let start = tokio::time::Instant::now();
         let (mut head, body) = req.into_parts();
         let request_id = headers::ensure_request_id(&mut head.headers);
-        let mut access = self.access_log.then(|| {
-            AccessRecord::new(
-                start,
-                head.method.clone(),
-                head.uri.path(),
-                request_id.clone(),
-            )
-        });
-        let mut resp = match self.forward(head, body, peer, access.as_mut()).await {
+        let mut record = RequestRecord::new(
+            self.metrics.clone(),
+            start,
+            &head.method,
+            self.access_log
+                .then(|| (head.uri.path(), request_id.clone())),
+        );
+        let mut resp = match self.forward(head, body, peer, &mut record).await {
             Ok(resp) => resp,
             Err(err) => {
                 let status = err.status();
@@ -104,10 +121,7 @@ impl Gateway {
             }
         };
         resp.headers_mut().entry(X_REQUEST_ID).or_insert(request_id);
-        match access {
-            Some(record) => record.attach(resp),
-            None => resp,
-        }
+        record.attach(resp)
     }
 
     async fn forward(
@@ -115,7 +129,7 @@ impl Gateway {
         mut head: Parts,
         body: Incoming,
         peer: SocketAddr,
-        access: Option<&mut AccessRecord>,
+        record: &mut RequestRecord,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         // Conflicting framing (Content-Length with Transfer-Encoding) never gets here as such:
         // hyper's parser applies RFC 9112 section 6.3 (chunked wins, Content-Length dropped,
@@ -130,10 +144,7 @@ impl Gateway {
                 method: head.method.clone(),
                 path: path.clone().into_owned(),
             })?;
-        if let Some(record) = access {
-            record.route = Some(route.name.clone());
-            record.upstream = Some(upstream.name().clone());
-        }
+        record.routed(route.index, &route.name, upstream.name());
         if content_length(&head.headers).is_some_and(|len| len > self.max_body) {
             return Err(ProxyError::PayloadTooLarge {
                 limit: self.max_body,

@@ -36,6 +36,8 @@ pub struct Route {
     rewrite: Option<Box<str>>,
     /// Index into the gateway's upstream list.
     pub upstream: usize,
+    /// Position in the configuration (the table itself is sorted by prefix length).
+    pub index: usize,
 }
 
 impl Route {
@@ -77,7 +79,7 @@ impl RouteTable {
         upstream_index: impl Fn(&str) -> Option<usize>,
     ) -> Result<Self, String> {
         let mut out = Vec::with_capacity(routes.len());
-        for r in routes {
+        for (index, r) in routes.iter().enumerate() {
             let prefix = normalize_prefix(&r.prefix)?;
             let rewrite = match &r.rewrite_prefix {
                 Some(rw) => Some(normalize_prefix(rw)?.into_boxed_str()),
@@ -91,6 +93,7 @@ impl RouteTable {
                 prefix: prefix.into_boxed_str(),
                 rewrite,
                 upstream,
+                index,
             });
         }
         out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

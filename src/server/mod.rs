@@ -99,6 +99,7 @@ impl Server {
             lifecycle.clone(),
             gateway.upstreams().to_vec(),
             config.source.clone(),
+            gateway.metrics().clone(),
         ));
         let public = bind(config.server.listen, "server.listen").await?;
         let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
@@ -144,6 +145,16 @@ impl Server {
             version = env!("CARGO_PKG_VERSION"),
             "gateway started"
         );
+        // Histogram samples wait in the recorder until drained: drain every second so memory
+        // stays flat under load whether or not anyone scrapes.
+        let metrics = self.public_handler.gateway.metrics().clone();
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                metrics.upkeep();
+            }
+        });
         let public = tokio::spawn(accept_loop(
             self.public,
             self.public_handler,
@@ -171,6 +182,7 @@ impl Server {
         // The accept loops own the listeners: once they return, the ports are closed.
         let _ = tokio::join!(public, admin);
         tracker.close();
+        upkeep.abort();
         tracing::info!(
             connections = tracker.len(),
             "stopped accepting; finishing in-flight requests"

@@ -1,5 +1,5 @@
-//! The access log: one line per proxied request, written when its response body has been sent
-//! (or abandoned), so that duration and bytes are the real ones.
+//! Per-request telemetry: the request metrics and the access log, both written when the
+//! response body has been sent (or abandoned), so that duration and bytes are the real ones.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,99 +11,166 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use super::metrics::Metrics;
 use crate::proxy::body::{BoxError, ResponseBody};
 use crate::upstream::retry::{Attempts, ServedBy};
 
-/// What is known of a request by the time its response starts.
+/// Status logged for a request whose client left before the response started (as nginx).
+const CLIENT_CLOSED: u16 = 499;
+
+/// One request, from its arrival to the end of its response. Counted in flight while alive;
+/// dropped without a response (the client left first) it is logged as 499 and kept out of the
+/// request metrics, so that clients hanging up do not count against the 4xx target.
 #[derive(Debug)]
-pub struct AccessRecord {
-    pub start: Instant,
-    pub method: Method,
-    /// Without the query string (it may carry personal data).
-    pub path: String,
-    pub request_id: HeaderValue,
-    pub route: Option<Arc<str>>,
-    pub upstream: Option<Arc<str>>,
-    pub status: u16,
-    pub endpoint: Option<String>,
-    pub attempts: u32,
+pub struct RequestRecord {
+    inner: Option<Box<Inner>>,
 }
 
-impl AccessRecord {
-    pub fn new(start: Instant, method: Method, path: &str, request_id: HeaderValue) -> Self {
+#[derive(Debug)]
+struct Inner {
+    metrics: Arc<Metrics>,
+    start: Instant,
+    method: Method,
+    route: usize,
+    status: u16,
+    log: Option<LogFields>,
+}
+
+#[derive(Debug)]
+struct LogFields {
+    /// Without the query string (it may carry personal data).
+    path: String,
+    request_id: HeaderValue,
+    route: Option<Arc<str>>,
+    upstream: Option<Arc<str>>,
+    endpoint: Option<String>,
+    attempts: u32,
+}
+
+impl RequestRecord {
+    /// `log`: the path and request id, when the access log is on.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        start: Instant,
+        method: &Method,
+        log: Option<(&str, HeaderValue)>,
+    ) -> Self {
+        metrics.in_flight().increment(1.0);
+        let route = metrics.unrouted();
         Self {
-            start,
-            method,
-            path: path.to_owned(),
-            request_id,
-            route: None,
-            upstream: None,
-            status: 0,
-            endpoint: None,
-            attempts: 0,
+            inner: Some(Box::new(Inner {
+                metrics,
+                start,
+                method: method.clone(),
+                route,
+                status: 0,
+                log: log.map(|(path, request_id)| LogFields {
+                    path: path.to_owned(),
+                    request_id,
+                    route: None,
+                    upstream: None,
+                    endpoint: None,
+                    attempts: 0,
+                }),
+            })),
         }
     }
 
-    fn emit(&self, bytes: u64, outcome: &'static str) {
-        let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(
-            target: "access",
-            method = %self.method,
-            path = %self.path,
-            status = self.status,
-            route = self.route.as_deref().unwrap_or(""),
-            upstream = self.upstream.as_deref().unwrap_or(""),
-            endpoint = self.endpoint.as_deref().unwrap_or(""),
-            attempts = self.attempts,
-            duration_ms,
-            request_id = self.request_id.to_str().unwrap_or(""),
-            bytes,
-            outcome,
-            "request"
-        );
+    /// The request matched route number `index` (config order).
+    pub fn routed(&mut self, index: usize, route: &Arc<str>, upstream: &Arc<str>) {
+        if let Some(inner) = &mut self.inner {
+            inner.route = index;
+            if let Some(log) = &mut inner.log {
+                log.route = Some(route.clone());
+                log.upstream = Some(upstream.clone());
+            }
+        }
     }
 
-    /// Wraps `resp` so that the line is written once its body is done.
+    /// Wraps `resp` so that the record is written once its body is done.
     pub fn attach(mut self, resp: Response<ResponseBody>) -> Response<ResponseBody> {
-        self.status = resp.status().as_u16();
-        if let Some(ServedBy(a)) = resp.extensions().get::<ServedBy>() {
-            self.endpoint = Some(a.to_string());
+        let Some(mut inner) = self.inner.take() else {
+            return resp;
+        };
+        inner.status = resp.status().as_u16();
+        if let Some(log) = &mut inner.log {
+            if let Some(ServedBy(a)) = resp.extensions().get::<ServedBy>() {
+                log.endpoint = Some(a.to_string());
+            }
+            if let Some(Attempts(n)) = resp.extensions().get::<Attempts>() {
+                log.attempts = *n;
+            }
         }
-        if let Some(Attempts(n)) = resp.extensions().get::<Attempts>() {
-            self.attempts = *n;
-        }
-        resp.map(|inner| {
-            AccessLogBody {
-                inner,
+        resp.map(|body| {
+            RecordedBody {
+                inner: body,
                 bytes: 0,
-                record: Some(Box::new(self)),
+                record: Some(inner),
             }
             .boxed_unsync()
         })
     }
 }
 
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if let Some(mut inner) = self.inner.take() {
+            inner.status = CLIENT_CLOSED;
+            inner.finish(0, "aborted");
+        }
+    }
+}
+
+impl Inner {
+    fn finish(self, bytes: u64, outcome: &'static str) {
+        let elapsed = self.start.elapsed();
+        self.metrics.in_flight().decrement(1.0);
+        if self.status != CLIENT_CLOSED {
+            self.metrics
+                .record_request(self.route, &self.method, self.status, elapsed);
+        }
+        let Some(log) = self.log else {
+            return;
+        };
+        tracing::info!(
+            target: "access",
+            method = %self.method,
+            path = %log.path,
+            status = self.status,
+            route = log.route.as_deref().unwrap_or(""),
+            upstream = log.upstream.as_deref().unwrap_or(""),
+            endpoint = log.endpoint.as_deref().unwrap_or(""),
+            attempts = log.attempts,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = log.request_id.to_str().unwrap_or(""),
+            bytes,
+            outcome,
+            "request"
+        );
+    }
+}
+
 pin_project_lite::pin_project! {
-    struct AccessLogBody {
+    struct RecordedBody {
         #[pin]
         inner: ResponseBody,
         bytes: u64,
-        record: Option<Box<AccessRecord>>,
+        record: Option<Box<Inner>>,
     }
 
-    impl PinnedDrop for AccessLogBody {
+    impl PinnedDrop for RecordedBody {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(r) = this.record.take() {
                 // hyper may stop polling a sized body once it is complete.
                 let outcome = if this.inner.is_end_stream() { "complete" } else { "aborted" };
-                r.emit(*this.bytes, outcome);
+                r.finish(*this.bytes, outcome);
             }
         }
     }
 }
 
-impl Body for AccessLogBody {
+impl Body for RecordedBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -119,12 +186,12 @@ impl Body for AccessLogBody {
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(r) = this.record.take() {
-                    r.emit(*this.bytes, "error");
+                    r.finish(*this.bytes, "error");
                 }
             }
             Poll::Ready(None) => {
                 if let Some(r) = this.record.take() {
-                    r.emit(*this.bytes, "complete");
+                    r.finish(*this.bytes, "complete");
                 }
             }
             Poll::Pending => {}

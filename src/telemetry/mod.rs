@@ -1,6 +1,7 @@
 //! Logs (and, later, metrics).
 
 pub mod access;
+pub mod metrics;
 
 use std::error::Error;
 use std::fmt;

@@ -18,6 +18,7 @@ use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
 use super::retry::{AttemptTimeout, ServedBy, Tried};
 use crate::proxy::body::{RequestBody, find_body_error};
+use crate::telemetry::metrics::AttemptOutcome;
 
 /// How much cheaper one of the two candidates must be to win over the random pick.
 const CLEARLY_CHEAPER: f64 = 2.0;
@@ -133,12 +134,27 @@ impl Service<Request<RequestBody>> for Balance {
                 None => fut.await.map_err(|source| client_error(&endpoint, source)),
             };
             in_flight.complete(Instant::now());
+            let metrics = shared.metrics();
             let outcome = match &result {
-                Ok(resp) => Some(!is_failure_status(resp.status())),
+                Ok(resp) if is_failure_status(resp.status()) => {
+                    metrics.attempt(AttemptOutcome::HttpError);
+                    Some(false)
+                }
+                Ok(_) => {
+                    metrics.attempt(AttemptOutcome::Success);
+                    Some(true)
+                }
                 // The client's own body failing (too large, client gone) says nothing about
                 // the task.
                 Err(e) if find_body_error(e).is_some() => None,
-                Err(_) => Some(false),
+                Err(e) => {
+                    metrics.attempt(match e {
+                        UpstreamError::Connect { .. } => AttemptOutcome::ConnectError,
+                        UpstreamError::AttemptTimeout { .. } => AttemptOutcome::Timeout,
+                        _ => AttemptOutcome::Error,
+                    });
+                    Some(false)
+                }
             };
             if let Some(success) = outcome
                 && endpoint.record_outcome(success, shared.outlier_threshold())

@@ -17,6 +17,7 @@ use super::endpoint::Endpoint;
 use super::health::{HealthState, Probe, jittered};
 use super::outlier;
 use crate::config::{HealthConfig, OutlierConfig};
+use crate::telemetry::metrics::UpstreamMetrics;
 
 /// What the request path sees: the endpoints it may pick, and all of them (for status).
 #[derive(Debug, Default)]
@@ -43,6 +44,7 @@ pub struct Shared {
     discovery: Mutex<DiscoveryStatus>,
     events: mpsc::UnboundedSender<Event>,
     outlier_threshold: u32,
+    metrics: Arc<UpstreamMetrics>,
 }
 
 impl Shared {
@@ -56,6 +58,10 @@ impl Shared {
 
     pub fn discovery(&self) -> DiscoveryStatus {
         self.discovery.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    pub fn metrics(&self) -> &Arc<UpstreamMetrics> {
+        &self.metrics
     }
 
     pub fn outlier_threshold(&self) -> u32 {
@@ -100,6 +106,7 @@ pub struct Settings {
     pub refresh: Duration,
     pub health: Option<HealthConfig>,
     pub outlier: OutlierConfig,
+    pub metrics: Arc<UpstreamMetrics>,
 }
 
 pub struct Controller<R, P> {
@@ -146,6 +153,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
             }),
             events: events_tx.clone(),
             outlier_threshold: settings.outlier.consecutive_failures,
+            metrics: settings.metrics.clone(),
         });
         let (ready, ready_rx) = watch::channel(false);
         let cancel = CancellationToken::new();
@@ -198,6 +206,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
         let at = SystemTime::now();
         match resolution {
             Resolution::Found(found) => {
+                self.settings.metrics.resolution(true);
                 if let Ok(mut d) = self.shared.discovery.lock() {
                     d.last_resolution = Some(at);
                     d.last_error = None;
@@ -206,6 +215,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
                 self.apply_found(&found, now);
             }
             Resolution::Failed(error) => {
+                self.settings.metrics.resolution(false);
                 tracing::warn!(
                     upstream = %self.settings.name,
                     error = %error,
@@ -316,6 +326,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
         }
         entry.probed = true;
         let ok = result.is_ok();
+        self.settings.metrics.probe(ok);
         let changed = entry.health.record(
             ok,
             health_cfg.unhealthy_threshold,
@@ -516,6 +527,7 @@ mod tests {
                 max_ejection: Duration::from_secs(60),
                 max_ejection_percent: 50,
             },
+            metrics: crate::telemetry::metrics::detached_upstream_metrics("app-icalink"),
         }
     }
 

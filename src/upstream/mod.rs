@@ -32,6 +32,7 @@ use self::protect::{BreakerHandle, ProtectLayer, UpstreamBody};
 use self::retry::{Budget, Policy, RetryLayer};
 use crate::config::{DiscoveryConfig, HealthConfig, UpstreamConfig, parse_endpoint};
 use crate::proxy::body::RequestBody;
+use crate::telemetry::metrics::UpstreamMetrics;
 
 /// The per-upstream service as the proxy sees it.
 pub type UpstreamService =
@@ -106,6 +107,7 @@ impl Upstream {
         name: &str,
         cfg: &UpstreamConfig,
         discovery: &DiscoveryConfig,
+        metrics: Arc<UpstreamMetrics>,
     ) -> Result<Self, BuildError> {
         let err = |message: String| BuildError {
             name: name.to_owned(),
@@ -129,10 +131,15 @@ impl Upstream {
             refresh: discovery.refresh,
             health: cfg.health.clone(),
             outlier: cfg.outlier.clone(),
+            metrics: metrics.clone(),
         };
         let handle = Controller::spawn(settings, resolver, initial, probe);
         let name: Arc<str> = name.into();
-        let breaker = Arc::new(BreakerHandle::new(name.clone(), cfg.breaker.clone()));
+        let breaker = Arc::new(BreakerHandle::new(
+            name.clone(),
+            cfg.breaker.clone(),
+            metrics.clone(),
+        ));
         let policy = Policy {
             name: name.clone(),
             max_retries: cfg.retry.max_retries,
@@ -140,6 +147,7 @@ impl Upstream {
             retry_statuses: cfg.retry.retry_statuses.clone(),
             backoff: cfg.retry.backoff,
             budget: Budget::new(&cfg.retry, tokio::time::Instant::now()),
+            metrics: metrics.clone(),
         };
         // Outside in: one breaker decision and one deadline per exchange; retries within it;
         // each attempt balanced over the eligible tasks.
@@ -164,6 +172,11 @@ impl Upstream {
     /// Endpoint set, health, ejection and discovery state (for status pages and metrics).
     pub fn state(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// This upstream's metric series.
+    pub fn metrics(&self) -> &Arc<UpstreamMetrics> {
+        self.shared.metrics()
     }
 
     /// The circuit breaker's state and counters.

@@ -25,12 +25,14 @@ use super::UpstreamError;
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
 use crate::config::BreakerConfig;
 use crate::proxy::body::{BoxError, RequestBody, find_body_error};
+use crate::telemetry::metrics::UpstreamMetrics;
 
 /// An upstream's breaker, shared by all its requests.
 #[derive(Debug)]
 pub struct BreakerHandle {
     name: Arc<str>,
     breaker: Mutex<Breaker>,
+    metrics: Arc<UpstreamMetrics>,
 }
 
 /// A breaker's state for status pages and metrics.
@@ -43,10 +45,11 @@ pub struct BreakerStatus {
 }
 
 impl BreakerHandle {
-    pub fn new(name: Arc<str>, cfg: BreakerConfig) -> Self {
+    pub fn new(name: Arc<str>, cfg: BreakerConfig, metrics: Arc<UpstreamMetrics>) -> Self {
         Self {
             name,
             breaker: Mutex::new(Breaker::new(cfg, Instant::now())),
+            metrics,
         }
     }
 
@@ -87,6 +90,7 @@ impl BreakerHandle {
 
     /// Every transition at WARN with the word "circuit": operators `grep circuit` the logs.
     fn log(&self, t: &Transition) {
+        self.metrics.transition(t.from, t.to);
         let message = match t.to {
             State::Open => "circuit opened",
             State::HalfOpen => "circuit half-open: letting trial requests through",

@@ -20,6 +20,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::UpstreamError;
 use crate::config::RetryConfig;
 use crate::proxy::body::{RequestBody, find_body_error};
+use crate::telemetry::metrics::UpstreamMetrics;
 
 /// Request bodies up to this size are kept for replay (as linkerd and Pingora); larger ones
 /// stream through once and are never retried.
@@ -233,6 +234,7 @@ pub struct Policy {
     pub retry_statuses: Vec<u16>,
     pub backoff: Duration,
     pub budget: Budget,
+    pub metrics: Arc<UpstreamMetrics>,
 }
 
 #[derive(Clone)]
@@ -337,6 +339,7 @@ where
             return with_attempts(result, attempt);
         }
         if !policy.budget.withdraw(Instant::now()) {
+            policy.metrics.budget_exhausted();
             tracing::debug!(upstream = %policy.name, "retry budget exhausted");
             return with_attempts(result, attempt);
         }
@@ -352,6 +355,7 @@ where
                 }
             }
         }
+        policy.metrics.retry();
         tracing::debug!(upstream = %policy.name, attempt, failure = ?failure, "retrying on another task");
         // Drop the failed response (and its connection) before waiting.
         drop(result);

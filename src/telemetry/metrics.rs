@@ -1,0 +1,507 @@
+//! Prometheus metrics for the SLOs in the deployment guide.
+//!
+//! Each gateway owns its registry (a `PrometheusRecorder` that is never installed globally), and
+//! every series is registered once, up front or on first use, into a handle kept where it is
+//! recorded: the hot path increments an atomic, it never hashes a metric key. Values that are
+//! state rather than events (endpoint counts, breaker state, process CPU and memory) are read at
+//! scrape time. Label values are bounded: route prefixes and upstream names from the config,
+//! eight method buckets, five status classes, fixed outcome names; never paths or request ids.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::Method;
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::upstream::Upstream;
+use crate::upstream::breaker::State;
+
+/// Request duration buckets (seconds): P50/P95/P99 readable from 1 ms to 30 s, dense around the
+/// targets (100 ms, 500 ms, 1 s).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn method_index(m: &Method) -> usize {
+    match *m {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// How one attempt at a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Success,
+    /// A status the breaker counts as failure (5xx by default).
+    HttpError,
+    ConnectError,
+    /// Reset or closed mid-exchange.
+    Error,
+    Timeout,
+}
+
+const ATTEMPT_OUTCOMES: [&str; 5] = ["success", "http_error", "connect_error", "error", "timeout"];
+
+/// The label set of one route (and the pseudo-route for unrouted requests).
+#[derive(Debug, Clone)]
+pub struct RouteLabels {
+    pub route: Arc<str>,
+    pub upstream: Arc<str>,
+}
+
+type RequestSeries = (Counter, Histogram);
+
+/// One gateway's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    in_flight: Gauge,
+    routes: Vec<RouteLabels>,
+    /// `routes.len() x METHODS x CLASSES`, registered on first use so that only combinations
+    /// that happened are exported.
+    requests: Vec<OnceLock<RequestSeries>>,
+    started: SystemTime,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// `routes` are the configured routes; the unrouted pseudo-route is added here.
+    pub fn new(mut routes: Vec<RouteLabels>) -> Arc<Self> {
+        let duration = Matcher::Full("gateway_request_duration_seconds".to_owned());
+        // Only fails for an empty bucket list; ours is a non-empty constant, but fall back to the
+        // default (summaries) rather than panic.
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(duration, &DURATION_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        routes.push(RouteLabels {
+            route: "none".into(),
+            upstream: "none".into(),
+        });
+        let describe = |name: &'static str, kind: Kind, help: &'static str| {
+            let (name, help) = (name.into(), SharedString::from(help));
+            match kind {
+                Kind::Counter => recorder.describe_counter(name, None::<Unit>, help),
+                Kind::Gauge => recorder.describe_gauge(name, None::<Unit>, help),
+                Kind::Histogram => recorder.describe_histogram(name, None::<Unit>, help),
+            }
+        };
+        for (name, kind, help) in DESCRIPTIONS {
+            describe(name, *kind, help);
+        }
+        let build_info = recorder.register_gauge(
+            &Key::from_parts(
+                "gateway_build_info",
+                vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+            ),
+            &META,
+        );
+        build_info.set(1.0);
+        let in_flight =
+            recorder.register_gauge(&Key::from_name("gateway_in_flight_requests"), &META);
+        let requests = (0..routes.len() * METHODS.len() * CLASSES.len())
+            .map(|_| OnceLock::new())
+            .collect();
+        Arc::new(Self {
+            recorder,
+            handle,
+            in_flight,
+            routes,
+            requests,
+            started: SystemTime::now(),
+        })
+    }
+
+    /// Index of the pseudo-route for requests that matched no route.
+    pub fn unrouted(&self) -> usize {
+        self.routes.len() - 1
+    }
+
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// Records a finished request.
+    pub fn record_request(&self, route: usize, method: &Method, status: u16, duration: Duration) {
+        let route = route.min(self.unrouted());
+        let (m, c) = (method_index(method), class_index(status));
+        let Some(slot) = self
+            .requests
+            .get((route * METHODS.len() + m) * CLASSES.len() + c)
+        else {
+            return;
+        };
+        let (count, hist) = slot.get_or_init(|| {
+            let labels = &self.routes[route];
+            let labels = vec![
+                Label::new("route", labels.route.to_string()),
+                Label::new("upstream", labels.upstream.to_string()),
+                Label::new("method", METHODS[m]),
+                Label::new("status_class", CLASSES[c]),
+            ];
+            (
+                self.recorder.register_counter(
+                    &Key::from_parts("gateway_requests_total", labels.clone()),
+                    &META,
+                ),
+                self.recorder.register_histogram(
+                    &Key::from_parts("gateway_request_duration_seconds", labels),
+                    &META,
+                ),
+            )
+        });
+        count.increment(1);
+        hist.record(duration.as_secs_f64());
+    }
+
+    /// The series of one upstream.
+    pub fn upstream(&self, name: &str) -> Arc<UpstreamMetrics> {
+        let r = &self.recorder;
+        let key = |metric: &'static str, extra: &[(&'static str, &'static str)]| {
+            let mut labels = vec![Label::new("upstream", name.to_owned())];
+            labels.extend(extra.iter().map(|(k, v)| Label::new(*k, *v)));
+            Key::from_parts(metric, labels)
+        };
+        let counter = |metric, extra: &[(&'static str, &'static str)]| {
+            r.register_counter(&key(metric, extra), &META)
+        };
+        let gauge = |metric, extra: &[(&'static str, &'static str)]| {
+            r.register_gauge(&key(metric, extra), &META)
+        };
+        Arc::new(UpstreamMetrics {
+            attempts: ATTEMPT_OUTCOMES
+                .map(|o| counter("gateway_upstream_attempts_total", &[("outcome", o)])),
+            retries: counter("gateway_retries_total", &[]),
+            budget_exhausted: counter("gateway_retry_budget_exhausted_total", &[]),
+            transitions: TRANSITIONS.map(|(from, to)| {
+                counter(
+                    "gateway_circuit_transitions_total",
+                    &[("from", from.as_str()), ("to", to.as_str())],
+                )
+            }),
+            rejected: counter("gateway_circuit_rejected_requests_total", &[]),
+            circuit_state: [State::Closed, State::Open, State::HalfOpen]
+                .map(|s| gauge("gateway_circuit_state", &[("state", s.as_str())])),
+            endpoints: ["healthy", "unhealthy", "ejected"]
+                .map(|s| gauge("gateway_endpoints", &[("state", s)])),
+            probes: ["success", "failure"]
+                .map(|s| counter("gateway_health_probes_total", &[("result", s)])),
+            dns: ["success", "failure"]
+                .map(|s| counter("gateway_dns_resolutions_total", &[("result", s)])),
+        })
+    }
+
+    /// The Prometheus text for a scrape: reads the state of `upstreams`, then renders.
+    pub fn render(&self, upstreams: &[Upstream]) -> String {
+        let mut extra = String::new();
+        let _ = writeln!(
+            extra,
+            "# HELP gateway_circuit_open_seconds_total Total time the upstream's circuit spent open or half-open.\n\
+             # TYPE gateway_circuit_open_seconds_total counter"
+        );
+        for u in upstreams {
+            let m = u.metrics();
+            let snapshot = u.state().snapshot();
+            let ejected = snapshot.all.iter().filter(|e| e.is_ejected()).count();
+            let unhealthy = snapshot.all.iter().filter(|e| !e.is_healthy()).count();
+            let healthy = snapshot.all.len().saturating_sub(ejected + unhealthy);
+            for (g, v) in m.endpoints.iter().zip([healthy, unhealthy, ejected]) {
+                g.set(v as f64);
+            }
+            if let Some(b) = u.breaker().status() {
+                for (g, s) in
+                    m.circuit_state
+                        .iter()
+                        .zip([State::Closed, State::Open, State::HalfOpen])
+                {
+                    g.set(if b.state == s { 1.0 } else { 0.0 });
+                }
+                m.rejected.absolute(b.stats.rejected);
+                let _ = writeln!(
+                    extra,
+                    "gateway_circuit_open_seconds_total{{upstream=\"{}\"}} {}",
+                    u.name(),
+                    b.stats.time_open.as_secs_f64()
+                );
+            }
+        }
+        self.handle.run_upkeep();
+        let mut out = self.handle.render();
+        out.push_str(&extra);
+        process_metrics(&mut out, self.started);
+        out
+    }
+
+    /// Drains recorded histogram samples; call periodically so memory stays flat under load.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// The series of one upstream, held by the layers that record them.
+#[derive(Debug)]
+pub struct UpstreamMetrics {
+    attempts: [Counter; 5],
+    retries: Counter,
+    budget_exhausted: Counter,
+    transitions: [Counter; 4],
+    rejected: Counter,
+    circuit_state: [Gauge; 3],
+    endpoints: [Gauge; 3],
+    probes: [Counter; 2],
+    dns: [Counter; 2],
+}
+
+const TRANSITIONS: [(State, State); 4] = [
+    (State::Closed, State::Open),
+    (State::Open, State::HalfOpen),
+    (State::HalfOpen, State::Open),
+    (State::HalfOpen, State::Closed),
+];
+
+impl UpstreamMetrics {
+    pub fn attempt(&self, outcome: AttemptOutcome) {
+        let i = match outcome {
+            AttemptOutcome::Success => 0,
+            AttemptOutcome::HttpError => 1,
+            AttemptOutcome::ConnectError => 2,
+            AttemptOutcome::Error => 3,
+            AttemptOutcome::Timeout => 4,
+        };
+        self.attempts[i].increment(1);
+    }
+
+    pub fn retry(&self) {
+        self.retries.increment(1);
+    }
+
+    pub fn budget_exhausted(&self) {
+        self.budget_exhausted.increment(1);
+    }
+
+    pub fn transition(&self, from: State, to: State) {
+        if let Some(i) = TRANSITIONS.iter().position(|t| *t == (from, to)) {
+            self.transitions[i].increment(1);
+        }
+    }
+
+    pub fn probe(&self, ok: bool) {
+        self.probes[usize::from(!ok)].increment(1);
+    }
+
+    pub fn resolution(&self, ok: bool) {
+        self.dns[usize::from(!ok)].increment(1);
+    }
+}
+
+/// Standalone series for code that runs without a gateway (tests, benches).
+pub fn detached_upstream_metrics(name: &str) -> Arc<UpstreamMetrics> {
+    Metrics::new(Vec::new()).upstream(name)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+static META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
+
+const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
+    (
+        "gateway_build_info",
+        Kind::Gauge,
+        "Always 1; the version label says which build runs.",
+    ),
+    (
+        "gateway_in_flight_requests",
+        Kind::Gauge,
+        "Requests being served now (response not yet complete).",
+    ),
+    (
+        "gateway_requests_total",
+        Kind::Counter,
+        "Requests answered, by route, upstream, method and status class.",
+    ),
+    (
+        "gateway_request_duration_seconds",
+        Kind::Histogram,
+        "Time from receiving a request to the end of its response body.",
+    ),
+    (
+        "gateway_upstream_attempts_total",
+        Kind::Counter,
+        "Attempts sent to an upstream's tasks, by outcome.",
+    ),
+    (
+        "gateway_retries_total",
+        Kind::Counter,
+        "Attempts that were retries of a failed attempt.",
+    ),
+    (
+        "gateway_retry_budget_exhausted_total",
+        Kind::Counter,
+        "Retries not made because the retry budget was spent.",
+    ),
+    (
+        "gateway_circuit_state",
+        Kind::Gauge,
+        "1 for the circuit's current state (closed, open, half_open), else 0.",
+    ),
+    (
+        "gateway_circuit_transitions_total",
+        Kind::Counter,
+        "Circuit state changes, by from and to.",
+    ),
+    (
+        "gateway_circuit_rejected_requests_total",
+        Kind::Counter,
+        "Requests rejected with 503 by an open circuit.",
+    ),
+    (
+        "gateway_endpoints",
+        Kind::Gauge,
+        "An upstream's tasks by state (healthy, unhealthy, ejected).",
+    ),
+    (
+        "gateway_health_probes_total",
+        Kind::Counter,
+        "Active health probes, by result.",
+    ),
+    (
+        "gateway_dns_resolutions_total",
+        Kind::Counter,
+        "DNS resolutions of an upstream's host, by result.",
+    ),
+];
+
+/// CPU, memory and file descriptors of this process from /proc, in the standard `process_*`
+/// names (what the CPU < 70 % and memory < 80 % targets are written against).
+fn process_metrics(out: &mut String, started: SystemTime) {
+    // Linux reports CPU times in clock ticks; USER_HZ is 100 on every platform Swarm runs on.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some((_, rest)) = stat.rsplit_once(") ")
+    {
+        // Fields after the command name, from field 3 (state): utime is 14, stime 15.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let cpu = (ticks(14) + ticks(15)) / TICKS_PER_SECOND;
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
+        );
+    }
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+        && let Some(pages) = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        // The kernel's page size is 4 KiB on x86_64 and arm64 as Debian builds them.
+        let rss = pages * 4096;
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+             # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(
+            out,
+            "# HELP process_open_fds Number of open file descriptors.\n\
+             # TYPE process_open_fds gauge\nprocess_open_fds {}",
+            fds.count()
+        );
+    }
+    let start = started
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let _ = writeln!(
+        out,
+        "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.\n\
+         # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_series_are_registered_on_first_use_with_bounded_labels() {
+        let m = Metrics::new(vec![RouteLabels {
+            route: "/api/icalink/".into(),
+            upstream: "app-icalink".into(),
+        }]);
+        m.record_request(0, &Method::POST, 201, Duration::from_millis(30));
+        m.record_request(
+            0,
+            &Method::from_bytes(b"PROPFIND").unwrap(),
+            404,
+            Duration::from_millis(2),
+        );
+        m.record_request(m.unrouted(), &Method::GET, 404, Duration::from_millis(1));
+        let text = m.render(&[]);
+        assert!(text.contains(
+            r#"gateway_requests_total{route="/api/icalink/",upstream="app-icalink",method="POST",status_class="2xx"} 1"#
+        ), "{text}");
+        assert!(
+            text.contains(r#"method="other",status_class="4xx"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"gateway_requests_total{route="none",upstream="none",method="GET",status_class="4xx"} 1"#));
+        assert!(text.contains(r#"gateway_request_duration_seconds_bucket{route="/api/icalink/",upstream="app-icalink",method="POST",status_class="2xx",le="0.05"} 1"#), "{text}");
+        assert!(!text.contains("quantile"), "histograms, not summaries");
+        assert!(text.contains(r#"gateway_build_info{version=""#));
+        assert!(text.contains("process_resident_memory_bytes "));
+        assert!(
+            !text.contains(r#"method="GET",status_class="2xx""#),
+            "unused series are not exported"
+        );
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(CLASSES[class_index(200)], "2xx");
+        assert_eq!(CLASSES[class_index(503)], "5xx");
+        assert_eq!(CLASSES[class_index(101)], "1xx");
+        assert_eq!(CLASSES[class_index(999)], "5xx");
+    }
+}
