@@ -22,31 +22,7 @@ async fn status(gw: &Gateway) -> serde_json::Value {
 async fn status_shows_endpoints_and_breaker_state() {
     let (up, _seen) = Upstream::recording("127.0.0.1:0").await;
     let dead = dead_addr().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[upstreams.app-icalink]
-endpoints = ["{}"]
-
-[upstreams.app-icasync]
-endpoints = ["{dead}"]
-[upstreams.app-icasync.breaker]
-threshold = 2
-reset_timeout = "30s"
-[upstreams.app-icasync.retry]
-max_retries = 0
-[upstreams.app-icasync.outlier]
-consecutive_failures = 0
-
-[[routes]]
-prefix = "/api/icalink/"
-upstream = "app-icalink"
-[[routes]]
-prefix = "/api/workflows/"
-upstream = "app-icasync"
-"#,
-        up.addr
-    ))
-    .await;
+    let gw = Gateway::start(&(config(&[up.addr], &[dead], "") + ICASYNC_FAILS_FAST)).await;
     assert_eq!(
         client()
             .get(gw.url("/api/icalink/x"))

@@ -59,28 +59,7 @@ fn value(text: &str, series: &str) -> f64 {
 async fn metrics_from_a_live_gateway_pass_promtool_and_count_what_happened() {
     let (up, _seen) = Upstream::recording("127.0.0.1:0").await;
     let dead = dead_addr().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[upstreams.app-icalink]
-endpoints = ["{}"]
-[upstreams.app-icasync]
-endpoints = ["{dead}"]
-[upstreams.app-icasync.breaker]
-threshold = 2
-[upstreams.app-icasync.retry]
-max_retries = 0
-[upstreams.app-icasync.outlier]
-consecutive_failures = 0
-[[routes]]
-prefix = "/api/icalink/"
-upstream = "app-icalink"
-[[routes]]
-prefix = "/api/workflows/"
-upstream = "app-icasync"
-"#,
-        up.addr
-    ))
-    .await;
+    let gw = Gateway::start(&(config(&[up.addr], &[dead], "") + ICASYNC_FAILS_FAST)).await;
     for _ in 0..5 {
         assert_eq!(
             client()

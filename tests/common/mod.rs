@@ -242,6 +242,18 @@ upstream = "app-icasync"
     )
 }
 
+/// Tables to append to [`config`]: app-icasync's circuit opens after two failed exchanges,
+/// without retries or ejection in the way, and stays open for 30 s.
+pub const ICASYNC_FAILS_FAST: &str = r#"
+[upstreams.app-icasync.breaker]
+threshold = 2
+reset_timeout = "30s"
+[upstreams.app-icasync.retry]
+max_retries = 0
+[upstreams.app-icasync.outlier]
+consecutive_failures = 0
+"#;
+
 /// An address where nothing listens (bound, then released).
 pub async fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
