@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// `X-Forwarded-For` (the old gateway's `trustProxy: true`). Set false when clients reach
     /// the gateway directly rather than through a proxy you control.
     pub trust_forwarded: bool,
+    /// Tokio worker threads; absent: std's `available_parallelism`, which honours the
+    /// container's CPU quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_size: 64 * 1024,
             trust_forwarded: true,
+            workers: None,
         }
     }
 }

@@ -197,6 +197,12 @@ impl Config {
         if s.header_read_timeout.is_zero() {
             p.push("server.header_read_timeout", "must be greater than 0");
         }
+        if s.workers == Some(0) {
+            p.push(
+                "server.workers",
+                "must be at least 1 (or absent: one per core)",
+            );
+        }
         if s.shutdown_timeout.is_zero() {
             p.push("server.shutdown_timeout", "must be greater than 0");
         }
@@ -489,6 +495,7 @@ mod tests {
             listen = "127.0.0.1:1"
             admin_listen = "127.0.0.1:1"
             max_header_size = 100
+            workers = 0
             [upstreams.a]
             endpoints = []
             [upstreams.b]
@@ -510,6 +517,7 @@ mod tests {
             [
                 "server.admin_listen",
                 "server.max_header_size",
+                "server.workers",
                 "upstreams.a.endpoints",
                 "upstreams.b.endpoints[1]",
                 "upstreams.b.endpoints[2]",
