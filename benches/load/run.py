@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""Load benchmark: stratix-gateway against nginx and HAProxy as reverse proxies, side by side.
+
+Everything runs on loopback. Three fixed-response nginx "tasks" listen on 127.0.0.2-4:3000
+(like three Swarm tasks of one service); each proxy balances over them with pooled upstream
+connections. wrk drives every target with identical settings, in rounds whose order rotates,
+so that a slow moment of the shared machine hits every target alike; the paired ratio compares
+targets within the same round.
+
+    benches/load/run.py                       # full run: 3 rounds x 10 s per target
+    benches/load/run.py --duration 3 --rounds 1 --targets gateway-1w,nginx-1w
+    GATEWAY=target/release/stratix-gateway benches/load/run.py
+
+Needs: wrk, nginx (nginx-light), haproxy from Debian; the gateway built with
+`cargo build --release`. Only loopback addresses are used; every wrk run is bounded by
+--duration plus a timeout; every process started here is stopped on exit.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_PATH = "/api/icalink/v1/attendance/19644/checkin"
+TASKS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+TASK_PORT = 3000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+UPSTREAM_NGINX = """
+worker_processes 1;
+daemon off;
+pid {state}/{name}.pid;
+error_log {state}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 10000000;
+    client_body_temp_path {state}/tmp-{name};
+    proxy_temp_path {state}/tmp-{name};
+    fastcgi_temp_path {state}/tmp-{name};
+    uwsgi_temp_path {state}/tmp-{name};
+    scgi_temp_path {state}/tmp-{name};
+    server {{
+        listen {listen} backlog=4096;
+        location = /health {{ return 200 "ok\\n"; }}
+        location / {{
+            default_type application/json;
+            return 200 '{{"ok":true}}';
+        }}
+    }}
+}}
+"""
+
+PROXY_NGINX = """
+worker_processes {workers};
+daemon off;
+pid {state}/{name}.pid;
+error_log {state}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 10000000;
+    client_body_temp_path {state}/tmp-{name};
+    proxy_temp_path {state}/tmp-{name};
+    fastcgi_temp_path {state}/tmp-{name};
+    uwsgi_temp_path {state}/tmp-{name};
+    scgi_temp_path {state}/tmp-{name};
+    upstream icalink {{
+        {servers}
+        keepalive 256;
+        keepalive_requests 10000000;
+        keepalive_timeout 60s;
+    }}
+    server {{
+        listen {listen} backlog=4096;
+        location /api/icalink/ {{
+            proxy_pass http://icalink;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+PROXY_HAPROXY = """
+global
+    nbthread {workers}
+    maxconn 8192
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+frontend fe
+    bind {listen}
+    option forwardfor
+    use_backend be_icalink if {{ path_beg /api/icalink/ }}
+backend be_icalink
+    balance roundrobin
+    http-reuse always
+    option httpchk GET /health
+    default-server check inter 5s
+{servers}
+"""
+
+GATEWAY_TOML = """
+[server]
+listen = "{listen}"
+admin_listen = "{admin}"
+workers = {workers}
+shutdown_drain = "0s"
+shutdown_timeout = "2s"
+
+[log]
+level = "warn"
+access_log = false   # the peers run with access logs off too; everything else stays on
+
+[upstreams.app-icalink]
+endpoints = [{endpoints}]
+
+[upstreams.app-icalink.health]
+path = "/health"
+interval = "5s"
+
+[[routes]]
+prefix = "/api/icalink/"
+upstream = "app-icalink"
+"""
+
+
+class Services:
+    """Processes started here, each in its own session so its whole tree can be stopped."""
+
+    def __init__(self, state):
+        self.state = state
+        self.procs = {}
+
+    def start(self, name, argv):
+        out = open(self.state / f"{name}.out", "wb")
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def stop_all(self):
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 5
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.procs.clear()
+
+
+def tree(pid):
+    """The PID and its descendants."""
+    out = [pid]
+    try:
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                                  text=True, check=False).stdout.split()
+    except OSError:
+        children = []
+    for c in children:
+        out.extend(tree(int(c)))
+    return out
+
+
+def cpu_ticks(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def peak_rss_kib(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def tcp_active_opens():
+    lines = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines() if l.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("ActiveOpens")])
+
+
+def port_free(host, port):
+    import socket
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_ready(url, limit=15.0):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def seconds(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+
+def run_wrk(url, duration, conns):
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 20, check=False).stdout
+    res = {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "errors": 0, "non2xx": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        if m:
+            res[key] = seconds(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["errors"] = sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    res["raw"] = out
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--targets", default="direct,gateway-1w,nginx-1w,haproxy-1w,gateway-2w,nginx-2w,haproxy-2w")
+    ap.add_argument("--gateway", default=os.environ.get("GATEWAY", str(ROOT / "target/release/stratix-gateway")))
+    ap.add_argument("--out", default=None, help="directory for configs, logs and raw wrk output")
+    args = ap.parse_args()
+
+    for tool in ("wrk", "nginx", "haproxy"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} not found: apt-get install wrk nginx-light haproxy")
+    if not Path(args.gateway).exists():
+        sys.exit(f"{args.gateway} not found: cargo build --release")
+    targets = [t for t in args.targets.split(",") if t]
+
+    ports = {t: 18100 + i for i, t in enumerate(targets)}
+    busy = [f"{h}:{TASK_PORT}" for h in TASKS if not port_free(h, TASK_PORT)]
+    busy += [f"127.0.0.1:{p}" for p in ports.values() if not port_free("127.0.0.1", p)]
+    busy += [f"127.0.0.1:{p + 100}" for p in ports.values() if not port_free("127.0.0.1", p + 100)]
+    if busy:
+        sys.exit(f"ports in use (nothing is killed here): {', '.join(busy)}")
+
+    state = Path(args.out or tempfile.mkdtemp(prefix="stratix-load-"))
+    state.mkdir(parents=True, exist_ok=True)
+    services = Services(state)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        run(args, targets, ports, state, services)
+    finally:
+        services.stop_all()
+
+
+def run(args, targets, ports, state, services):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    for i, host in enumerate(TASKS):
+        name = f"task{i + 1}"
+        conf = state / f"{name}.conf"
+        conf.write_text(UPSTREAM_NGINX.format(state=state, name=name, listen=f"{host}:{TASK_PORT}"))
+        services.start(name, [nginx, "-c", str(conf), "-e", str(state / f"{name}.error.log")])
+
+    urls, pids = {}, {}
+    for t in targets:
+        listen = f"127.0.0.1:{ports[t]}"
+        urls[t] = f"http://{listen}{BENCH_PATH}"
+        if t == "direct":
+            urls[t] = f"http://{TASKS[0]}:{TASK_PORT}{BENCH_PATH}"
+            pids[t] = services.procs["task1"].pid
+            continue
+        kind, workers = t.rsplit("-", 1)
+        workers = int(workers.rstrip("w"))
+        conf = state / f"{t}.conf"
+        if kind == "gateway":
+            eps = ", ".join(f'"{h}:{TASK_PORT}"' for h in TASKS)
+            conf.write_text(GATEWAY_TOML.format(listen=listen, admin=f"127.0.0.1:{ports[t] + 100}",
+                                                workers=workers, endpoints=eps))
+            argv = [args.gateway, "--config", str(conf)]
+        elif kind == "nginx":
+            servers = "\n        ".join(f"server {h}:{TASK_PORT};" for h in TASKS)
+            conf.write_text(PROXY_NGINX.format(state=state, name=t, workers=workers, listen=listen, servers=servers))
+            argv = [nginx, "-c", str(conf), "-e", str(state / f"{t}.error.log")]
+        elif kind == "haproxy":
+            servers = "\n".join(f"    server t{i + 1} {h}:{TASK_PORT}" for i, h in enumerate(TASKS))
+            conf.write_text(PROXY_HAPROXY.format(workers=workers, listen=listen, servers=servers))
+            argv = [haproxy, "-f", str(conf)]
+        else:
+            sys.exit(f"unknown target {t}")
+        pids[t] = services.start(t, argv).pid
+
+    for t in targets:
+        if not wait_ready(urls[t]):
+            sys.exit(f"{t} did not answer 200 on {urls[t]}; logs in {state}")
+    for t in targets:
+        run_wrk(urls[t], args.warmup, args.conns)
+
+    rows = {t: [] for t in targets}
+    for r in range(args.rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]
+        for t in order:
+            c0, o0, w0 = cpu_ticks(pids[t]), tcp_active_opens(), time.time()
+            res = run_wrk(urls[t], args.duration, args.conns)
+            c1, o1, w1 = cpu_ticks(pids[t]), tcp_active_opens(), time.time()
+            res["cpu"] = (c1 - c0) / CLK_TCK / (w1 - w0)
+            res["opens"] = o1 - o0
+            res["round"] = r
+            rows[t].append(res)
+            (state / f"wrk-{t}-r{r + 1}.txt").write_text(res["raw"])
+            print(f"round {r + 1}/{args.rounds} {t:12s} {res['rps']:9.0f} req/s  p99 {res['p99'] * 1e3:6.2f} ms  "
+                  f"cpu {res['cpu'] * 100:4.0f}%  errors {res['errors'] + res['non2xx']}", flush=True)
+
+    rss = {t: peak_rss_kib(pids[t]) for t in targets}
+    print_table(targets, rows, rss, args, state)
+
+
+def print_table(targets, rows, rss, args, state):
+    med = lambda xs: statistics.median(xs) if xs else float("nan")
+    lines = []
+    head = (f"{'target':12s} {'req/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s} {'errors':>6s} {'cpu':>5s} "
+            f"{'req/s/core':>10s} {'connects':>8s} {'rss MiB':>7s}  vs best peer")
+    lines += [head, "-" * len(head)]
+    for t in targets:
+        rs = rows[t]
+        rps, cpu = med([r["rps"] for r in rs]), med([r["cpu"] for r in rs])
+        per_core = rps / cpu if cpu > 0 else float("nan")
+        ratio = ""
+        if t.startswith("gateway-"):
+            w = t.split("-")[1]
+            peers = [p for p in targets if p.endswith("-" + w) and not p.startswith("gateway")]
+            if peers:
+                # Paired: gateway / best peer in the same round, median over rounds.
+                pr = [rows[t][i]["rps"] / max(rows[p][i]["rps"] for p in peers) for i in range(len(rs))]
+                ratio = f"{med(pr):.2f} (vs {', '.join(peers)})"
+        lines.append(f"{t:12s} {rps:9.0f} {med([r['p50'] for r in rs]) * 1e3:7.2f} {med([r['p99'] for r in rs]) * 1e3:7.2f} "
+                     f"{sum(r['errors'] + r['non2xx'] for r in rs):6d} {cpu * 100:4.0f}% {per_core:10.0f} "
+                     f"{med([r['opens'] for r in rs]):8.0f} {rss[t] / 1024:7.1f}  {ratio}")
+    lines += ["",
+              f"wrk -t1 -c{args.conns} -d{args.duration}s --latency, {args.rounds} round(s), order rotated; medians.",
+              "cpu = CPU of the target's process tree (100% = one core; direct: the task itself).",
+              "req/s/core = req/s / cpu. connects = TCP connects on the machine during one run "
+              f"(wrk's {args.conns} + the proxy's new upstream connections).",
+              "rss = peak RSS (VmHWM) of the target's processes after all runs.",
+              f"configs, logs, raw wrk output: {state}"]
+    text = "\n".join(lines)
+    print("\n" + text)
+    (state / "table.txt").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
