@@ -179,7 +179,8 @@ impl Config {
 
     fn validate_server(&self, p: &mut Problems) {
         let s = &self.server;
-        if s.listen == s.admin_listen {
+        // Port 0 asks the kernel for a free port each time: two such listeners never collide.
+        if s.listen == s.admin_listen && s.listen.port() != 0 {
             p.push(
                 "server.admin_listen",
                 format!("must differ from server.listen ({})", s.listen),
@@ -386,6 +387,13 @@ mod tests {
         assert!(parse_endpoint("user@host:1").is_err());
         assert!(parse_endpoint("host:0").is_err());
         assert!(parse_endpoint("host:99999").is_err());
+    }
+
+    #[test]
+    fn two_ephemeral_listeners_do_not_collide() {
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+                    [upstreams.a]\nendpoints = [\"127.0.0.1:1\"]\n[[routes]]\nprefix = \"/\"\nupstream = \"a\"\n";
+        assert!(Config::from_toml("t.toml", text).is_ok());
     }
 
     #[test]
