@@ -13,7 +13,9 @@ use stratix_gateway::config::{BreakerConfig, Config, RouteConfig};
 use stratix_gateway::proxy::body::RequestBody;
 use stratix_gateway::proxy::headers;
 use stratix_gateway::routing::{RouteTable, normalize_path};
-use stratix_gateway::telemetry::metrics::detached_upstream_metrics;
+use stratix_gateway::telemetry::metrics::{
+    AttemptOutcome, Metrics, RouteLabels, detached_upstream_metrics,
+};
 use stratix_gateway::upstream::balance::p2c;
 use stratix_gateway::upstream::breaker::{Breaker, Outcome};
 use stratix_gateway::upstream::endpoint::Endpoint;
@@ -134,6 +136,27 @@ fn header_rewrite(c: &mut Criterion) {
     });
 }
 
+fn metrics_recording(c: &mut Criterion) {
+    let m = Metrics::new(vec![RouteLabels {
+        route: "/api/icalink/".into(),
+        upstream: "app-icalink".into(),
+    }]);
+    let u = m.upstream("app-icalink");
+    // First use registers the series; measure the steady state.
+    m.record_request(0, &Method::POST, 200, Duration::from_millis(3));
+    c.bench_function("metrics: request (counter + histogram) + attempt", |b| {
+        b.iter(|| {
+            m.record_request(
+                black_box(0),
+                &Method::POST,
+                black_box(200),
+                Duration::from_micros(2500),
+            );
+            u.attempt(AttemptOutcome::Success);
+        })
+    });
+}
+
 /// An open circuit answering through the real upstream stack (breaker, retry and balance
 /// layers, boxed as the proxy holds it): how long a request waits to be told 503.
 fn open_circuit_rejection(c: &mut Criterion) {
@@ -193,6 +216,7 @@ criterion_group!(
     retry_decision,
     pick,
     header_rewrite,
+    metrics_recording,
     open_circuit_rejection
 );
 criterion_main!(benches);
