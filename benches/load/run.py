@@ -35,33 +35,7 @@ TASKS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 TASK_PORT = 3000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-UPSTREAM_NGINX = """
-worker_processes 1;
-daemon off;
-pid {state}/{name}.pid;
-error_log {state}/{name}.error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 10000000;
-    client_body_temp_path {state}/tmp-{name};
-    proxy_temp_path {state}/tmp-{name};
-    fastcgi_temp_path {state}/tmp-{name};
-    uwsgi_temp_path {state}/tmp-{name};
-    scgi_temp_path {state}/tmp-{name};
-    server {{
-        listen {listen} backlog=4096;
-        location = /health {{ return 200 "ok\\n"; }}
-        location / {{
-            default_type application/json;
-            return 200 '{{"ok":true}}';
-        }}
-    }}
-}}
-"""
-
-PROXY_NGINX = """
+NGINX_COMMON = """
 worker_processes {workers};
 daemon off;
 pid {state}/{name}.pid;
@@ -76,6 +50,21 @@ http {{
     fastcgi_temp_path {state}/tmp-{name};
     uwsgi_temp_path {state}/tmp-{name};
     scgi_temp_path {state}/tmp-{name};
+"""
+
+UPSTREAM_NGINX = NGINX_COMMON + """
+    server {{
+        listen {listen} backlog=4096;
+        location = /health {{ return 200 "ok\\n"; }}
+        location / {{
+            default_type application/json;
+            return 200 '{{"ok":true}}';
+        }}
+    }}
+}}
+"""
+
+PROXY_NGINX = NGINX_COMMON + """
     upstream icalink {{
         {servers}
         keepalive 256;
@@ -310,7 +299,7 @@ def run(args, targets, ports, state, services):
     for i, host in enumerate(TASKS):
         name = f"task{i + 1}"
         conf = state / f"{name}.conf"
-        conf.write_text(UPSTREAM_NGINX.format(state=state, name=name, listen=f"{host}:{TASK_PORT}"))
+        conf.write_text(UPSTREAM_NGINX.format(state=state, name=name, workers=1, listen=f"{host}:{TASK_PORT}"))
         services.start(name, [nginx, "-c", str(conf), "-e", str(state / f"{name}.error.log")])
 
     urls, pids = {}, {}
