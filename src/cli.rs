@@ -11,7 +11,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{self, Config};
-use crate::server::Server;
+use std::sync::Arc;
+
+use crate::server::{Server, Workers};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,19 +79,29 @@ fn run(path: &std::path::Path) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = config.server.workers {
-        builder.worker_threads(n);
-    }
-    let runtime = match builder.build() {
+    // The main thread runs the control plane (accept, discovery, health checks, admin,
+    // signals); requests are served on `workers` threads, one runtime each.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let n = config.server.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let workers = match Workers::start(n) {
+        Ok(w) => Arc::new(w),
+        Err(e) => {
+            eprintln!("error: cannot start {n} worker threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
         let server = match Server::bind(&config).await {
             Ok(s) => s,
             Err(e) => {
@@ -97,9 +109,19 @@ fn run(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        server.serve(shutdown_signal()).await;
+        tracing::debug!(workers = workers.len(), "serving on worker threads");
+        server
+            .with_workers(workers.clone())
+            .serve(shutdown_signal())
+            .await;
         ExitCode::SUCCESS
-    })
+    });
+    drop(runtime);
+    match Arc::try_unwrap(workers) {
+        Ok(w) => w.shutdown(),
+        Err(_) => tracing::warn!("worker threads still referenced at exit"),
+    }
+    code
 }
 
 /// Resolves on SIGTERM (Swarm, `docker stop`) or SIGINT (Ctrl-C).

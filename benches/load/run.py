@@ -10,6 +10,7 @@ targets within the same round.
     benches/load/run.py                       # full run: 3 rounds x 10 s per target
     benches/load/run.py --duration 3 --rounds 1 --targets gateway-1w,nginx-1w
     GATEWAY=target/release/stratix-gateway benches/load/run.py
+    benches/load/run.py --baseline /tmp/gw-before --targets gateway-1w,baseline-1w   # A/B two builds
 
 Needs: wrk, nginx (nginx-light), haproxy from Debian; the gateway built with
 `cargo build --release`. Only loopback addresses are used; every wrk run is bounded by
@@ -266,6 +267,9 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--targets", default="direct,gateway-1w,nginx-1w,haproxy-1w,gateway-2w,nginx-2w,haproxy-2w")
     ap.add_argument("--gateway", default=os.environ.get("GATEWAY", str(ROOT / "target/release/stratix-gateway")))
+    ap.add_argument("--baseline", default=None,
+                    help="another gateway build: targets baseline-1w, baseline-2w run it with the gateway's config, "
+                         "so a change is measured against the build before it in the same rounds")
     ap.add_argument("--out", default=None, help="directory for configs, logs and raw wrk output")
     args = ap.parse_args()
 
@@ -313,11 +317,14 @@ def run(args, targets, ports, state, services):
         kind, workers = t.rsplit("-", 1)
         workers = int(workers.rstrip("w"))
         conf = state / f"{t}.conf"
-        if kind == "gateway":
+        if kind in ("gateway", "baseline"):
             eps = ", ".join(f'"{h}:{TASK_PORT}"' for h in TASKS)
             conf.write_text(GATEWAY_TOML.format(listen=listen, admin=f"127.0.0.1:{ports[t] + 100}",
                                                 workers=workers, endpoints=eps))
-            argv = [args.gateway, "--config", str(conf)]
+            binary = args.gateway if kind == "gateway" else args.baseline
+            if not binary:
+                sys.exit(f"{t} needs --baseline BINARY")
+            argv = [binary, "--config", str(conf)]
         elif kind == "nginx":
             servers = "\n        ".join(f"server {h}:{TASK_PORT};" for h in TASKS)
             conf.write_text(PROXY_NGINX.format(state=state, name=t, workers=workers, listen=listen, servers=servers))
@@ -368,11 +375,15 @@ def print_table(targets, rows, rss, args, state):
         ratio = ""
         if t.startswith("gateway-"):
             w = t.split("-")[1]
-            peers = [p for p in targets if p.endswith("-" + w) and not p.startswith("gateway")]
+            peers = [p for p in targets if p.endswith("-" + w) and p.split("-")[0] in ("nginx", "haproxy")]
             if peers:
                 # Paired: gateway / best peer in the same round, median over rounds.
                 pr = [rows[t][i]["rps"] / max(rows[p][i]["rps"] for p in peers) for i in range(len(rs))]
                 ratio = f"{med(pr):.2f} (vs {', '.join(peers)})"
+            base = f"baseline-{w}"
+            if base in targets:
+                pr = [rows[t][i]["rps"] / rows[base][i]["rps"] for i in range(len(rs))]
+                ratio += f"  {med(pr):.2f} x baseline"
         lines.append(f"{t:12s} {rps:9.0f} {med([r['p50'] for r in rs]) * 1e3:7.2f} {med([r['p99'] for r in rs]) * 1e3:7.2f} "
                      f"{sum(r['errors'] + r['non2xx'] for r in rs):6d} {cpu * 100:4.0f}% {per_core:10.0f} "
                      f"{med([r['opens'] for r in rs]):8.0f} {rss[t] / 1024:7.1f}  {ratio}")

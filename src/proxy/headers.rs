@@ -18,7 +18,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus the
 /// non-standard ones clients still send. Forwarding them would let a client steer our pooled
 /// upstream connections (or smuggle an `Upgrade`).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -32,22 +32,59 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// A client-supplied request id longer than this is replaced rather than logged and forwarded.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// The position of `name` in [`HOP_BY_HOP`], if it is one.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    // A match on the text compiles to a length switch and one comparison: cheaper than
+    // comparing against each of the eight names, for every header of every message.
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authorization" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        _ => return None,
+    })
+}
+
 /// Removes hop-by-hop headers, including every header that `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
+    // Why a scan first: most messages carry none of them, or only `Connection` (nginx and
+    // Node answer with `Connection: keep-alive`). A pass over the names is far cheaper than
+    // eight hashed removals per message, which the profile showed at 5 % of all work.
+    let mut present = [false; 8];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
+        return;
+    }
+    if present[0] {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .map(str::trim)
+            // The usual option (every nginx and Node response); it names a header that is
+            // removed below anyway, so skip parsing it into a name.
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
 
@@ -94,8 +131,34 @@ pub fn set_forwarded(
 }
 
 fn ip_header_value(ip: IpAddr) -> HeaderValue {
-    // An IP address prints as ASCII digits, dots, colons and hex: always a valid header value.
-    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        // An IPv6 address prints as hex and colons: always a valid header value.
+        IpAddr::V6(v6) => {
+            return HeaderValue::from_str(&v6.to_string())
+                .unwrap_or(HeaderValue::from_static("unknown"));
+        }
+    };
+    // Every request carries one: digits by hand, as `Display` costs ten times more.
+    let mut buf = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// The Host the client asked for: the `Host` header (HTTP/1) or the `:authority` (HTTP/2).
@@ -204,6 +267,53 @@ mod tests {
         assert_eq!(h[X_FORWARDED_FOR], "127.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert!(!h.contains_key(X_FORWARDED_HOST));
+    }
+
+    #[test]
+    fn addresses_print_as_their_usual_text() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.100.9",
+            "255.255.255.255",
+            "203.0.113.90",
+            "::1",
+            "2001:db8::7",
+            "::ffff:10.1.2.3",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header_value(parsed), ip);
+        }
+    }
+
+    #[test]
+    fn the_index_matches_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&http::header::CONTENT_TYPE), None);
+    }
+
+    #[test]
+    fn connection_options_in_any_case_are_honoured() {
+        let mut h = map(&[
+            ("connection", "Close, KEEP-ALIVE"),
+            ("keep-alive", "timeout=5"),
+            ("close", "1"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_left_alone() {
+        let mut h = map(&[("content-type", "text/plain"), ("x-a", "1")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        let mut h = map(&[("connection", "keep-alive"), ("x-a", "1")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-a"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod health;
 mod lifecycle;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use lifecycle::Lifecycle;
+pub use workers::Workers;
 
 use crate::admin::Admin;
 use crate::config::{Config, ServerConfig};
@@ -84,6 +86,7 @@ pub struct Server {
     admin_handler: Arc<Admin>,
     config: ServerConfig,
     lifecycle: Lifecycle,
+    workers: Option<Arc<Workers>>,
 }
 
 impl Server {
@@ -113,7 +116,16 @@ impl Server {
             admin_handler,
             config: config.server.clone(),
             lifecycle,
+            workers: None,
         })
+    }
+
+    /// Serves public connections on `workers` (thread per core) instead of the caller's
+    /// runtime; the admin listener, discovery and health checks stay on the caller's.
+    #[must_use]
+    pub fn with_workers(mut self, workers: Arc<Workers>) -> Self {
+        self.workers = Some(workers);
+        self
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -162,6 +174,7 @@ impl Server {
             self.lifecycle.clone(),
             tracker.clone(),
             stop_accepting.clone(),
+            self.workers.clone(),
         ));
         let admin = tokio::spawn(accept_loop(
             self.admin,
@@ -170,6 +183,7 @@ impl Server {
             self.lifecycle.clone(),
             tracker.clone(),
             stop_accepting.clone(),
+            None,
         ));
 
         shutdown.await;
@@ -238,6 +252,7 @@ async fn accept_loop<H: Handler>(
     lifecycle: Lifecycle,
     tracker: TaskTracker,
     stop: CancellationToken,
+    workers: Option<Arc<Workers>>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -253,7 +268,34 @@ async fn accept_loop<H: Handler>(
                     peer,
                     is_h2: AtomicBool::new(false),
                 };
-                tracker.spawn(serve_connection(stream, Arc::new(conn), builder.clone()));
+                let conn = Arc::new(conn);
+                match &workers {
+                    None => {
+                        tracker.spawn(serve_connection(stream, conn, builder.clone()));
+                    }
+                    Some(workers) => {
+                        // The socket moves to the worker's own reactor.
+                        let stream = match stream.into_std() {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot hand a connection to a worker");
+                                continue;
+                            }
+                        };
+                        let builder = builder.clone();
+                        tracker.spawn_on(
+                            async move {
+                                match TcpStream::from_std(stream) {
+                                    Ok(stream) => serve_connection(stream, conn, builder).await,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "worker cannot take a connection");
+                                    }
+                                }
+                            },
+                            workers.next(),
+                        );
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

@@ -1,22 +1,18 @@
 //! The per-upstream leaf service: pick a task with power-of-two-choices over the eligible set,
 //! send the request over the pooled client, and report the outcome to passive health.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use tokio::time::Instant;
-use tower::Service;
 
-use super::UpstreamError;
-use super::client::HttpClient;
+use super::client::PooledBody;
+use super::client::{Client, ClientError};
 use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
 use super::retry::{AttemptTimeout, ServedBy, Tried};
+use super::{Exchange, UpstreamError};
 use crate::proxy::body::{RequestBody, find_body_error};
 use crate::telemetry::metrics::AttemptOutcome;
 
@@ -59,120 +55,106 @@ pub fn is_failure_status(status: StatusCode) -> bool {
 #[derive(Clone)]
 pub struct Balance {
     shared: Arc<Shared>,
-    client: HttpClient,
+    client: Client,
 }
 
 impl Balance {
-    pub fn new(shared: Arc<Shared>, client: HttpClient) -> Self {
+    pub fn new(shared: Arc<Shared>, client: Client) -> Self {
         Self { shared, client }
     }
 }
 
-type ResponseFuture =
-    Pin<Box<dyn Future<Output = Result<Response<Incoming>, UpstreamError>> + Send>>;
+impl Exchange for Balance {
+    type Body = PooledBody;
 
-impl Service<Request<RequestBody>> for Balance {
-    type Response = Response<Incoming>;
-    type Error = UpstreamError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Never Pending: with no eligible task the call fails at once (503), rather than
-        // waiting as an empty tower balancer would.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
-        let snapshot = self.shared.snapshot();
+    // Never waits for a task to appear: with no eligible task the exchange fails at once
+    // (503), rather than queueing as an empty tower balancer would.
+    async fn exchange(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
         let now = Instant::now();
-        let picked = match req.extensions().get::<Tried>() {
-            // A retry: another task than those already tried, when one exists.
-            Some(Tried(tried)) if snapshot.eligible.len() > 1 => {
-                let others: Vec<Arc<Endpoint>> = snapshot
-                    .eligible
-                    .iter()
-                    .filter(|e| !tried.contains(e.authority()))
-                    .cloned()
-                    .collect();
-                p2c(&others, now)
-                    .or_else(|| p2c(&snapshot.eligible, now))
-                    .cloned()
+        let endpoint = {
+            let snapshot = self.shared.snapshot();
+            match req.extensions().get::<Tried>() {
+                // A retry: another task than those already tried, when one exists.
+                Some(Tried(tried)) if snapshot.eligible.len() > 1 => {
+                    let others: Vec<Arc<Endpoint>> = snapshot
+                        .eligible
+                        .iter()
+                        .filter(|e| !tried.contains(e.authority()))
+                        .cloned()
+                        .collect();
+                    p2c(&others, now)
+                        .or_else(|| p2c(&snapshot.eligible, now))
+                        .cloned()
+                }
+                _ => p2c(&snapshot.eligible, now).cloned(),
             }
-            _ => p2c(&snapshot.eligible, now).cloned(),
-        };
-        let Some(endpoint) = picked else {
-            return Box::pin(std::future::ready(Err(UpstreamError::NoEndpoints)));
-        };
+        }
+        .ok_or(UpstreamError::NoEndpoints)?;
         let attempt_timeout = req.extensions().get::<AttemptTimeout>().map(|t| t.0);
         let (mut head, body) = req.into_parts();
-        let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(endpoint.authority().clone())
-            .path_and_query(
+        if head.uri.scheme().is_some() || head.uri.authority().is_some() {
+            // HTTP/1.1 to an origin server takes the origin form (RFC 9112 section 3.2.1).
+            head.uri = Uri::from(
                 head.uri
                     .path_and_query()
                     .cloned()
                     .unwrap_or_else(|| PathAndQuery::from_static("/")),
-            )
-            .build();
-        head.uri = match uri {
-            Ok(uri) => uri,
-            Err(e) => return Box::pin(std::future::ready(Err(UpstreamError::Uri(e)))),
+            );
+        }
+        let fut = self.client.send(&endpoint, Request::from_parts(head, body));
+        let in_flight = InFlight::start(&endpoint, now);
+        let result = match attempt_timeout {
+            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r.map_err(|source| client_error(&endpoint, source)),
+                Err(_) => Err(UpstreamError::AttemptTimeout {
+                    endpoint: endpoint.authority().clone(),
+                    timeout: limit,
+                }),
+            },
+            None => fut.await.map_err(|source| client_error(&endpoint, source)),
         };
-        let fut = self.client.request(Request::from_parts(head, body));
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let in_flight = InFlight::start(&endpoint, Instant::now());
-            let result = match attempt_timeout {
-                Some(limit) => match tokio::time::timeout(limit, fut).await {
-                    Ok(r) => r.map_err(|source| client_error(&endpoint, source)),
-                    Err(_) => Err(UpstreamError::AttemptTimeout {
-                        endpoint: endpoint.authority().clone(),
-                        timeout: limit,
-                    }),
-                },
-                None => fut.await.map_err(|source| client_error(&endpoint, source)),
-            };
-            in_flight.complete(Instant::now());
-            let metrics = shared.metrics();
-            let outcome = match &result {
-                Ok(resp) if is_failure_status(resp.status()) => {
-                    metrics.attempt(AttemptOutcome::HttpError);
-                    Some(false)
-                }
-                Ok(_) => {
-                    metrics.attempt(AttemptOutcome::Success);
-                    Some(true)
-                }
-                // The client's own body failing (too large, client gone) says nothing about
-                // the task.
-                Err(e) if find_body_error(e).is_some() => None,
-                Err(e) => {
-                    metrics.attempt(match e {
-                        UpstreamError::Connect { .. } => AttemptOutcome::ConnectError,
-                        UpstreamError::AttemptTimeout { .. } => AttemptOutcome::Timeout,
-                        _ => AttemptOutcome::Error,
-                    });
-                    Some(false)
-                }
-            };
-            if let Some(success) = outcome
-                && endpoint.record_outcome(success, shared.outlier_threshold())
-            {
-                shared.request_ejection(&endpoint);
+        in_flight.complete(Instant::now());
+        let metrics = self.shared.metrics();
+        let outcome = match &result {
+            Ok(resp) if is_failure_status(resp.status()) => {
+                metrics.attempt(AttemptOutcome::HttpError);
+                Some(false)
             }
-            result.map(|mut resp| {
-                resp.extensions_mut()
-                    .insert(ServedBy(endpoint.authority().clone()));
-                resp
-            })
+            Ok(_) => {
+                metrics.attempt(AttemptOutcome::Success);
+                Some(true)
+            }
+            // The client's own body failing (too large, client gone) says nothing about
+            // the task.
+            Err(e) if find_body_error(e).is_some() => None,
+            Err(e) => {
+                metrics.attempt(match e {
+                    UpstreamError::Connect { .. } => AttemptOutcome::ConnectError,
+                    UpstreamError::AttemptTimeout { .. } => AttemptOutcome::Timeout,
+                    _ => AttemptOutcome::Error,
+                });
+                Some(false)
+            }
+        };
+        if let Some(success) = outcome
+            && endpoint.record_outcome(success, self.shared.outlier_threshold())
+        {
+            self.shared.request_ejection(&endpoint);
+        }
+        result.map(|mut resp| {
+            resp.extensions_mut()
+                .insert(ServedBy(endpoint.authority().clone()));
+            resp
         })
     }
 }
 
-fn client_error(endpoint: &Endpoint, source: hyper_util::client::legacy::Error) -> UpstreamError {
+fn client_error(endpoint: &Endpoint, source: ClientError) -> UpstreamError {
     let endpoint = endpoint.authority().clone();
-    if source.is_connect() {
+    if source.is_not_sent() {
         UpstreamError::Connect { endpoint, source }
     } else {
         UpstreamError::Request { endpoint, source }

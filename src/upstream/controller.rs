@@ -107,6 +107,8 @@ pub struct Settings {
     pub health: Option<HealthConfig>,
     pub outlier: OutlierConfig,
     pub metrics: Arc<UpstreamMetrics>,
+    /// Idle upstream connections are closed after this long.
+    pub pool_idle_timeout: Duration,
 }
 
 pub struct Controller<R, P> {
@@ -186,6 +188,12 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
     async fn run(mut self) {
         let mut refresh = tokio::time::interval(self.settings.refresh);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Requests skip stale idle connections themselves; the sweep closes the sockets of
+        // those nobody asks for (quiet upstreams, removed tasks' last users).
+        let mut sweep = tokio::time::interval(
+            (self.settings.pool_idle_timeout / 2).max(Duration::from_millis(100)),
+        );
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_return = self.entries.values().filter_map(|e| e.ejected_until).min();
             tokio::select! {
@@ -198,6 +206,12 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
                 }
                 Some(event) = self.events.recv() => self.apply_event(event, Instant::now()),
                 () = sleep_until_opt(next_return) => self.return_ejected(Instant::now()),
+                _ = sweep.tick() => {
+                    let now = Instant::now();
+                    for e in &self.shared.snapshot().all {
+                        e.pool().sweep(now, self.settings.pool_idle_timeout);
+                    }
+                }
             }
         }
     }
@@ -528,6 +542,7 @@ mod tests {
                 max_ejection_percent: 50,
             },
             metrics: crate::telemetry::metrics::detached_upstream_metrics("app-icalink"),
+            pool_idle_timeout: Duration::from_secs(4),
         }
     }
 

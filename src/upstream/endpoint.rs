@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::uri::Authority;
 use tokio::time::Instant;
 
+use super::client::IdlePool;
+
 /// How fast a latency peak is forgotten (as linkerd and tower's PeakEwma default).
 const DECAY: Duration = Duration::from_secs(10);
 
@@ -25,6 +27,8 @@ pub struct Endpoint {
     /// sends one request, not hundreds.
     eject_requested: AtomicBool,
     load: Load,
+    /// Idle keep-alive connections to this task.
+    pool: IdlePool,
 }
 
 impl Endpoint {
@@ -37,6 +41,7 @@ impl Endpoint {
             consecutive_failures: AtomicU32::new(0),
             eject_requested: AtomicBool::new(false),
             load: Load::new(now),
+            pool: IdlePool::default(),
         }
     }
 
@@ -108,6 +113,10 @@ impl Endpoint {
 
     pub fn load(&self) -> &Load {
         &self.load
+    }
+
+    pub fn pool(&self) -> &IdlePool {
+        &self.pool
     }
 }
 

@@ -17,12 +17,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
-use tower::{Layer, Service};
+use tower::Layer;
 
-use super::UpstreamError;
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
+use super::client::PooledBody;
+use super::{Exchange, UpstreamError};
 use crate::config::BreakerConfig;
 use crate::proxy::body::{BoxError, RequestBody, find_body_error};
 use crate::telemetry::metrics::UpstreamMetrics;
@@ -165,27 +165,16 @@ pub struct Protect<S> {
     layer: ProtectLayer,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
+    type Body = UpstreamBody;
 
-impl<S> Service<Request<RequestBody>> for Protect<S>
-where
-    S: Service<Request<RequestBody>, Response = Response<Incoming>, Error = UpstreamError>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<UpstreamBody>;
-    type Error = UpstreamError;
-    type Future = BoxFuture<Result<Response<UpstreamBody>, UpstreamError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+    async fn exchange(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let trial = match self.layer.breaker.admit() {
             Admission::Rejected { retry_after } => {
-                return Box::pin(std::future::ready(Err(UpstreamError::CircuitOpen {
-                    retry_after,
-                })));
+                return Err(UpstreamError::CircuitOpen { retry_after });
             }
             Admission::Allowed { trial } => trial,
         };
@@ -195,39 +184,41 @@ where
             done: false,
         };
         let timeout = self.layer.timeout;
-        let deadline = Instant::now() + timeout;
-        let failure_statuses = self.layer.failure_statuses.clone();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, fut).await {
-                Err(_) => {
-                    permit.finish(Outcome::Failure);
-                    Err(UpstreamError::Timeout(timeout))
-                }
-                Ok(Err(e)) => {
-                    let outcome = if find_body_error(&e).is_some() {
-                        Outcome::Ignored
-                    } else {
-                        Outcome::Failure
-                    };
-                    permit.finish(outcome);
-                    Err(e)
-                }
-                Ok(Ok(resp)) => {
-                    let (head, body) = resp.into_parts();
-                    let permit = if failure_statuses.contains(&head.status.as_u16()) {
-                        permit.finish(Outcome::Failure);
-                        None
-                    } else {
-                        Some(permit)
-                    };
-                    Ok(Response::from_parts(
-                        head,
-                        UpstreamBody::new(body, deadline, timeout, permit),
-                    ))
-                }
+        // One timer for the whole exchange: it bounds the wait for the headers, then moves
+        // into the body and bounds the rest (a timer costs more than the box).
+        let mut deadline = Box::pin(tokio::time::sleep(timeout));
+        let result = tokio::select! {
+            biased;
+            r = self.inner.exchange(req) => r,
+            () = deadline.as_mut() => {
+                permit.finish(Outcome::Failure);
+                return Err(UpstreamError::Timeout(timeout));
             }
-        })
+        };
+        match result {
+            Err(e) => {
+                let outcome = if find_body_error(&e).is_some() {
+                    Outcome::Ignored
+                } else {
+                    Outcome::Failure
+                };
+                permit.finish(outcome);
+                Err(e)
+            }
+            Ok(resp) => {
+                let (head, body) = resp.into_parts();
+                let permit = if self.layer.failure_statuses.contains(&head.status.as_u16()) {
+                    permit.finish(Outcome::Failure);
+                    None
+                } else {
+                    Some(permit)
+                };
+                Ok(Response::from_parts(
+                    head,
+                    UpstreamBody::new(body, deadline, timeout, permit),
+                ))
+            }
+        }
     }
 }
 
@@ -242,9 +233,8 @@ pin_project_lite::pin_project! {
     /// the client (ignored).
     pub struct UpstreamBody {
         #[pin]
-        inner: Incoming,
-        #[pin]
-        deadline: Sleep,
+        inner: PooledBody,
+        deadline: Pin<Box<Sleep>>,
         timeout: Duration,
         permit: Option<Permit>,
     }
@@ -261,10 +251,15 @@ pin_project_lite::pin_project! {
 }
 
 impl UpstreamBody {
-    fn new(inner: Incoming, deadline: Instant, timeout: Duration, permit: Option<Permit>) -> Self {
+    fn new(
+        inner: PooledBody,
+        deadline: Pin<Box<Sleep>>,
+        timeout: Duration,
+        permit: Option<Permit>,
+    ) -> Self {
         let mut body = Self {
             inner,
-            deadline: tokio::time::sleep_until(deadline),
+            deadline,
             timeout,
             permit,
         };
@@ -286,7 +281,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        if this.deadline.poll(cx).is_ready() {
+        if this.deadline.as_mut().poll(cx).is_ready() {
             if let Some(p) = this.permit.take() {
                 p.finish(Outcome::Failure);
             }

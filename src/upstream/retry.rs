@@ -3,9 +3,7 @@
 //! retried) and the balancer (inside: each attempt picks a task, avoiding those already tried).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,11 +11,11 @@ use http::uri::Authority;
 use http::{Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::Layer;
 
-use super::UpstreamError;
+use super::client::PooledBody;
+use super::{Exchange, UpstreamError};
 use crate::config::RetryConfig;
 use crate::proxy::body::{RequestBody, find_body_error};
 use crate::telemetry::metrics::UpstreamMetrics;
@@ -54,7 +52,7 @@ pub enum AttemptFailure {
 /// Classifies an attempt's result: `None` when there is nothing to retry (success, or an
 /// answer whose status is not in `retry_statuses`).
 pub fn classify(
-    result: &Result<Response<Incoming>, UpstreamError>,
+    result: &Result<Response<PooledBody>, UpstreamError>,
     retry_statuses: &[u16],
 ) -> Option<AttemptFailure> {
     match result {
@@ -267,44 +265,31 @@ pub struct Retry<S> {
     policy: Arc<Policy>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+impl<S: Exchange<Body = PooledBody>> Exchange for Retry<S> {
+    type Body = PooledBody;
 
-impl<S> Service<Request<RequestBody>> for Retry<S>
-where
-    S: Service<Request<RequestBody>, Response = Response<Incoming>, Error = UpstreamError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Response<Incoming>;
-    type Error = UpstreamError;
-    type Future = BoxFuture<Result<Response<Incoming>, UpstreamError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), UpstreamError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
-        let policy = self.policy.clone();
-        // The service that was made ready goes to the first attempt; retries clone a fresh one.
-        let inner = self.inner.clone();
-        let first = std::mem::replace(&mut self.inner, inner);
-        Box::pin(run(policy, first, req))
+    fn exchange(
+        &self,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<PooledBody>, UpstreamError>> + Send {
+        run(&self.policy, &self.inner, req)
     }
 }
 
-async fn run<S>(
-    policy: Arc<Policy>,
-    mut inner: S,
+async fn run<S: Exchange<Body = PooledBody>>(
+    policy: &Policy,
+    inner: &S,
     req: Request<RequestBody>,
-) -> Result<Response<Incoming>, UpstreamError>
-where
-    S: Service<Request<RequestBody>, Response = Response<Incoming>, Error = UpstreamError> + Clone,
-{
+) -> Result<Response<PooledBody>, UpstreamError> {
     policy.budget.deposit(Instant::now());
     let req = if policy.max_retries > 0 {
-        make_replayable(req).await?
+        if req.body().is_replayable() {
+            req
+        } else {
+            // Boxed: buffering a body is the rare case, and its state would otherwise make
+            // every request's future larger (and every move of it costlier).
+            Box::pin(make_replayable(req)).await?
+        }
     } else {
         req
     };
@@ -331,7 +316,7 @@ where
         if !tried.0.is_empty() {
             this.extensions_mut().insert(tried.clone());
         }
-        let result = (&mut inner).oneshot(this).await;
+        let result = inner.exchange(this).await;
         let Some(failure) = classify(&result, &policy.retry_statuses) else {
             return with_attempts(result, attempt);
         };
@@ -365,9 +350,9 @@ where
 }
 
 fn with_attempts(
-    result: Result<Response<Incoming>, UpstreamError>,
+    result: Result<Response<PooledBody>, UpstreamError>,
     attempts: u32,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<Response<PooledBody>, UpstreamError> {
     result.map(|mut resp| {
         resp.extensions_mut().insert(Attempts(attempts));
         resp
