@@ -20,7 +20,7 @@ use stratix_gateway::upstream::balance::p2c;
 use stratix_gateway::upstream::breaker::{Breaker, Outcome};
 use stratix_gateway::upstream::endpoint::Endpoint;
 use stratix_gateway::upstream::retry::{AttemptFailure, is_retryable};
-use stratix_gateway::upstream::{Upstream, UpstreamError};
+use stratix_gateway::upstream::{Trace, Upstream, UpstreamError};
 use tokio::time::Instant;
 
 const PATH: &str = "/api/icalink/v1/attendance/19644/checkin";
@@ -191,17 +191,19 @@ upstream = "app-icalink"
             detached_upstream_metrics("app-icalink"),
         )
         .unwrap();
-        let _ = u.send(request()).await;
+        let _ = u.send(request(), &mut Trace::default()).await;
         assert!(matches!(
-            u.send(request()).await,
+            u.send(request(), &mut Trace::default()).await,
             Err(UpstreamError::CircuitOpen { .. })
         ));
         tokio::time::sleep(Duration::from_millis(10)).await;
         u
     });
     c.bench_function("open-circuit rejection through the upstream stack", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(upstream.send(request()).await.is_err()) })
+        b.to_async(&rt).iter(|| async {
+            let mut trace = Trace::default();
+            black_box(upstream.send(request(), &mut trace).await.is_err())
+        })
     });
 }
 

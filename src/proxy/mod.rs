@@ -23,7 +23,7 @@ use crate::routing::{RouteTable, normalize_path};
 use crate::telemetry::ErrorChain;
 use crate::telemetry::access::RequestRecord;
 use crate::telemetry::metrics::{Metrics, RouteLabels};
-use crate::upstream::{BuildError, Upstream};
+use crate::upstream::{BuildError, Trace, Upstream};
 
 /// Routes requests and forwards them to upstreams. Shared by all connections.
 #[derive(Debug)]
@@ -173,7 +173,10 @@ impl Gateway {
         head.version = Version::HTTP_11;
 
         let req = Request::from_parts(head, RequestBody::new(body, self.max_body));
-        match upstream.send(req).await {
+        let mut trace = Trace::default();
+        let sent = upstream.send(req, &mut trace).await;
+        record.traced(&trace);
+        match sent {
             Ok(resp) => {
                 let (mut head, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut head.headers);

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::metrics::Metrics;
 use crate::proxy::body::{BoxError, ResponseBody};
-use crate::upstream::retry::{Attempts, ServedBy};
+use crate::upstream::Trace;
 
 /// Status logged for a request whose client left before the response started (as nginx).
 const CLIENT_CLOSED: u16 = 499;
@@ -87,20 +87,20 @@ impl RequestRecord {
         }
     }
 
+    /// How the upstream exchange went: which task answered, after how many attempts.
+    pub fn traced(&mut self, trace: &Trace) {
+        if let Some(log) = self.inner.as_mut().and_then(|i| i.log.as_mut()) {
+            log.endpoint = trace.served_by.as_ref().map(ToString::to_string);
+            log.attempts = trace.attempts;
+        }
+    }
+
     /// Wraps `resp` so that the record is written once its body is done.
     pub fn attach(mut self, resp: Response<ResponseBody>) -> Response<ResponseBody> {
         let Some(mut inner) = self.inner.take() else {
             return resp;
         };
         inner.status = resp.status().as_u16();
-        if let Some(log) = &mut inner.log {
-            if let Some(ServedBy(a)) = resp.extensions().get::<ServedBy>() {
-                log.endpoint = Some(a.to_string());
-            }
-            if let Some(Attempts(n)) = resp.extensions().get::<Attempts>() {
-                log.attempts = *n;
-            }
-        }
         resp.map(|body| {
             RecordedBody {
                 inner: body,

@@ -11,8 +11,7 @@ use super::client::PooledBody;
 use super::client::{Client, ClientError};
 use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
-use super::retry::{AttemptTimeout, ServedBy, Tried};
-use super::{Exchange, UpstreamError};
+use super::{Exchange, Trace, UpstreamError};
 use crate::proxy::body::{RequestBody, find_body_error};
 use crate::telemetry::metrics::AttemptOutcome;
 
@@ -71,14 +70,15 @@ impl Exchange for Balance {
     // (503), rather than queueing as an empty tower balancer would.
     async fn exchange(
         &self,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
+        trace: &mut Trace,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         let now = Instant::now();
         let endpoint = {
             let snapshot = self.shared.snapshot();
-            match req.extensions().get::<Tried>() {
+            match &trace.tried {
                 // A retry: another task than those already tried, when one exists.
-                Some(Tried(tried)) if snapshot.eligible.len() > 1 => {
+                tried if !tried.is_empty() && snapshot.eligible.len() > 1 => {
                     let others: Vec<Arc<Endpoint>> = snapshot
                         .eligible
                         .iter()
@@ -93,18 +93,17 @@ impl Exchange for Balance {
             }
         }
         .ok_or(UpstreamError::NoEndpoints)?;
-        let attempt_timeout = req.extensions().get::<AttemptTimeout>().map(|t| t.0);
-        let (mut head, body) = req.into_parts();
-        if head.uri.scheme().is_some() || head.uri.authority().is_some() {
+        let attempt_timeout = trace.attempt_timeout;
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
             // HTTP/1.1 to an origin server takes the origin form (RFC 9112 section 3.2.1).
-            head.uri = Uri::from(
-                head.uri
-                    .path_and_query()
-                    .cloned()
-                    .unwrap_or_else(|| PathAndQuery::from_static("/")),
-            );
+            let pq = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(pq);
         }
-        let fut = self.client.send(&endpoint, Request::from_parts(head, body));
+        let fut = self.client.send(&endpoint, req);
         let in_flight = InFlight::start(&endpoint, now);
         let result = match attempt_timeout {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
@@ -144,11 +143,10 @@ impl Exchange for Balance {
         {
             self.shared.request_ejection(&endpoint);
         }
-        result.map(|mut resp| {
-            resp.extensions_mut()
-                .insert(ServedBy(endpoint.authority().clone()));
-            resp
-        })
+        if result.is_ok() {
+            trace.served_by = Some(endpoint.authority().clone());
+        }
+        result
     }
 }
 

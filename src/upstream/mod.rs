@@ -45,7 +45,25 @@ pub trait Exchange: Send + Sync + 'static {
     fn exchange(
         &self,
         req: Request<RequestBody>,
+        trace: &mut Trace,
     ) -> impl Future<Output = Result<Response<Self::Body>, UpstreamError>> + Send;
+}
+
+/// What the layers of one exchange tell each other: set on the way down (retry to balancer),
+/// filled on the way back (balancer to retry to the access log).
+///
+/// Why not request and response extensions: those cost a map and a box per value, on every
+/// request, for facts only this stack and its caller read.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// Limit of the current attempt, set when the retry layer may try again after it.
+    pub attempt_timeout: Option<Duration>,
+    /// Tasks this request already tried; the balancer avoids them when it can.
+    pub tried: Vec<Authority>,
+    /// The task that answered the last attempt.
+    pub served_by: Option<Authority>,
+    /// Attempts made so far.
+    pub attempts: u32,
 }
 
 /// The per-upstream stack as the proxy sees it.
@@ -214,8 +232,9 @@ impl Upstream {
     pub async fn send(
         &self,
         req: Request<RequestBody>,
+        trace: &mut Trace,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        self.service.exchange(req).await
+        self.service.exchange(req, trace).await
     }
 }
 

@@ -22,7 +22,7 @@ use tower::Layer;
 
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
 use super::client::PooledBody;
-use super::{Exchange, UpstreamError};
+use super::{Exchange, Trace, UpstreamError};
 use crate::config::BreakerConfig;
 use crate::proxy::body::{BoxError, RequestBody, find_body_error};
 use crate::telemetry::metrics::UpstreamMetrics;
@@ -171,6 +171,7 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
     async fn exchange(
         &self,
         req: Request<RequestBody>,
+        trace: &mut Trace,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let trial = match self.layer.breaker.admit() {
             Admission::Rejected { retry_after } => {
@@ -189,7 +190,7 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
         let mut deadline = Box::pin(tokio::time::sleep(timeout));
         let result = tokio::select! {
             biased;
-            r = self.inner.exchange(req) => r,
+            r = self.inner.exchange(req, trace) => r,
             () = deadline.as_mut() => {
                 permit.finish(Outcome::Failure);
                 return Err(UpstreamError::Timeout(timeout));

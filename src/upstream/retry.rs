@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::Authority;
 use http::{Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -15,7 +14,7 @@ use tokio::time::Instant;
 use tower::Layer;
 
 use super::client::PooledBody;
-use super::{Exchange, UpstreamError};
+use super::{Exchange, Trace, UpstreamError};
 use crate::config::RetryConfig;
 use crate::proxy::body::{RequestBody, find_body_error};
 use crate::telemetry::metrics::UpstreamMetrics;
@@ -173,23 +172,6 @@ impl Budget {
     }
 }
 
-/// Tasks already tried by this request, so the balancer picks another one when it can.
-#[derive(Debug, Clone, Default)]
-pub struct Tried(pub Vec<Authority>);
-
-/// Limit for one attempt; the balancer applies it, so it can count the timeout against the
-/// task that caused it.
-#[derive(Debug, Clone, Copy)]
-pub struct AttemptTimeout(pub Duration);
-
-/// The task that served a response (set by the balancer, read for logs and retries).
-#[derive(Debug, Clone)]
-pub struct ServedBy(pub Authority);
-
-/// How many attempts a response took (for access logs).
-#[derive(Debug, Clone, Copy)]
-pub struct Attempts(pub u32);
-
 /// Reads a small request body into memory so it can be sent again; returns the request with a
 /// replayable body, or as it was when it is too large (or of unknown size) to keep.
 pub async fn make_replayable(
@@ -271,8 +253,9 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Retry<S> {
     fn exchange(
         &self,
         req: Request<RequestBody>,
+        trace: &mut Trace,
     ) -> impl Future<Output = Result<Response<PooledBody>, UpstreamError>> + Send {
-        run(&self.policy, &self.inner, req)
+        run(&self.policy, &self.inner, req, trace)
     }
 }
 
@@ -280,6 +263,7 @@ async fn run<S: Exchange<Body = PooledBody>>(
     policy: &Policy,
     inner: &S,
     req: Request<RequestBody>,
+    trace: &mut Trace,
 ) -> Result<Response<PooledBody>, UpstreamError> {
     policy.budget.deposit(Instant::now());
     let req = if policy.max_retries > 0 {
@@ -295,12 +279,11 @@ async fn run<S: Exchange<Body = PooledBody>>(
     };
     let method = req.method().clone();
     let idempotent = is_idempotent(&method);
-    let mut tried = Tried::default();
     let mut attempt: u32 = 1;
     let mut original = Some(req);
     loop {
         // Keep the original for further attempts while its body can be replayed.
-        let mut this = match original.as_ref().and_then(try_clone) {
+        let this = match original.as_ref().and_then(try_clone) {
             Some(copy) if attempt <= policy.max_retries => copy,
             _ => match original.take() {
                 Some(req) => req,
@@ -308,38 +291,27 @@ async fn run<S: Exchange<Body = PooledBody>>(
             },
         };
         let retry_possible = original.is_some();
-        if retry_possible && idempotent {
-            // A hung task costs one slice of the deadline, and the retry goes elsewhere.
-            this.extensions_mut()
-                .insert(AttemptTimeout(policy.per_try_timeout));
-        }
-        if !tried.0.is_empty() {
-            this.extensions_mut().insert(tried.clone());
-        }
-        let result = inner.exchange(this).await;
+        // A hung task costs one slice of the deadline, and the retry goes elsewhere.
+        trace.attempt_timeout = (retry_possible && idempotent).then_some(policy.per_try_timeout);
+        trace.attempts = attempt;
+        trace.served_by = None;
+        let result = inner.exchange(this, trace).await;
         let Some(failure) = classify(&result, &policy.retry_statuses) else {
-            return with_attempts(result, attempt);
+            return result;
         };
         if !retry_possible || !is_retryable(&method, failure, &policy.retry_statuses) {
-            return with_attempts(result, attempt);
+            return result;
         }
         if !policy.budget.withdraw(Instant::now()) {
             policy.metrics.budget_exhausted();
             tracing::debug!(upstream = %policy.name, "retry budget exhausted");
-            return with_attempts(result, attempt);
+            return result;
         }
-        match &result {
-            Ok(resp) => {
-                if let Some(ServedBy(a)) = resp.extensions().get::<ServedBy>() {
-                    tried.0.push(a.clone());
-                }
-            }
-            Err(e) => {
-                if let Some(a) = e.endpoint() {
-                    tried.0.push(a.clone());
-                }
-            }
-        }
+        let failed = match &result {
+            Ok(_) => trace.served_by.clone(),
+            Err(e) => e.endpoint().cloned(),
+        };
+        trace.tried.extend(failed);
         policy.metrics.retry();
         tracing::debug!(upstream = %policy.name, attempt, failure = ?failure, "retrying on another task");
         // Drop the failed response (and its connection) before waiting.
@@ -347,16 +319,6 @@ async fn run<S: Exchange<Body = PooledBody>>(
         tokio::time::sleep(backoff(policy.backoff, attempt)).await;
         attempt += 1;
     }
-}
-
-fn with_attempts(
-    result: Result<Response<PooledBody>, UpstreamError>,
-    attempts: u32,
-) -> Result<Response<PooledBody>, UpstreamError> {
-    result.map(|mut resp| {
-        resp.extensions_mut().insert(Attempts(attempts));
-        resp
-    })
 }
 
 #[cfg(test)]
