@@ -12,7 +12,6 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use self::body::{BodyError, RequestBody, ResponseBody, find_body_error};
@@ -23,6 +22,7 @@ use crate::routing::{RouteTable, normalize_path};
 use crate::telemetry::ErrorChain;
 use crate::telemetry::access::RequestRecord;
 use crate::telemetry::metrics::{Metrics, RouteLabels};
+use crate::upstream::protect::UpstreamBody;
 use crate::upstream::{BuildError, Trace, Upstream};
 
 /// Routes requests and forwards them to upstreams. Shared by all connections.
@@ -104,7 +104,11 @@ impl Gateway {
                 .then(|| (head.uri.path(), request_id.clone())),
         );
         let mut resp = match self.forward(head, body, peer, &mut record).await {
-            Ok(resp) => resp,
+            Ok(mut resp) => {
+                resp.headers_mut().entry(X_REQUEST_ID).or_insert(request_id);
+                // The upstream body is boxed once, inside the record (not before it too).
+                return record.attach(resp);
+            }
             Err(err) => {
                 let status = err.status();
                 if status.is_server_error() {
@@ -130,7 +134,7 @@ impl Gateway {
         body: Incoming,
         peer: SocketAddr,
         record: &mut RequestRecord,
-    ) -> Result<Response<ResponseBody>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         // Conflicting framing (Content-Length with Transfer-Encoding) never gets here as such:
         // hyper's parser applies RFC 9112 section 6.3 (chunked wins, Content-Length dropped,
         // connection closed after the response), and we re-frame the body upstream ourselves,
@@ -183,10 +187,7 @@ impl Gateway {
                 // The upstream's HTTP version describes its connection to us, not ours to the
                 // client (an HTTP/1.0 backend must not downgrade a keep-alive client).
                 head.version = Version::HTTP_11;
-                Ok(Response::from_parts(
-                    head,
-                    body.map_err(Into::into).boxed_unsync(),
-                ))
+                Ok(Response::from_parts(head, body))
             }
             Err(source) => Err(match find_body_error(&source) {
                 Some(BodyError::TooLarge { limit }) => {

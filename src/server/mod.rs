@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use lifecycle::Lifecycle;
+use lifecycle::OnlyWhenWoken;
 pub use workers::Workers;
 
 use crate::admin::Admin;
@@ -344,10 +345,13 @@ async fn serve_connection<H: Handler>(
     let served = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(served);
     let mut drain_seen = false;
+    let mut draining = OnlyWhenWoken::new(conn.lifecycle.draining());
+    let mut stopping = OnlyWhenWoken::new(conn.lifecycle.stopping());
     let result = loop {
         tokio::select! {
+            biased;
             result = served.as_mut() => break result,
-            () = conn.lifecycle.draining(), if !drain_seen => {
+            () = &mut draining, if !drain_seen => {
                 drain_seen = true;
                 // HTTP/2 has no per-response close: GOAWAY now lets in-flight streams finish
                 // and sends new ones elsewhere. HTTP/1 connections are closed response by
@@ -356,7 +360,7 @@ async fn serve_connection<H: Handler>(
                     served.as_mut().graceful_shutdown();
                 }
             }
-            () = conn.lifecycle.stopping() => {
+            () = &mut stopping => {
                 served.as_mut().graceful_shutdown();
                 break served.await;
             }

@@ -96,9 +96,13 @@ impl RequestRecord {
     }
 
     /// Wraps `resp` so that the record is written once its body is done.
-    pub fn attach(mut self, resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    pub fn attach<B>(mut self, resp: Response<B>) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let Some(mut inner) = self.inner.take() else {
-            return resp;
+            return resp.map(|b| b.map_err(Into::into).boxed_unsync());
         };
         inner.status = resp.status().as_u16();
         resp.map(|body| {
@@ -151,14 +155,14 @@ impl Inner {
 }
 
 pin_project_lite::pin_project! {
-    struct RecordedBody {
+    struct RecordedBody<B: Body> {
         #[pin]
-        inner: ResponseBody,
+        inner: B,
         bytes: u64,
         record: Option<Box<Inner>>,
     }
 
-    impl PinnedDrop for RecordedBody {
+    impl<B: Body> PinnedDrop for RecordedBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(r) = this.record.take() {
@@ -170,7 +174,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl Body for RecordedBody {
+impl<B> Body for RecordedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -196,7 +204,7 @@ impl Body for RecordedBody {
             }
             Poll::Pending => {}
         }
-        polled
+        polled.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
