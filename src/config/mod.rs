@@ -63,8 +63,9 @@ pub struct ServerConfig {
     /// `X-Forwarded-For` (the old gateway's `trustProxy: true`). Set false when clients reach
     /// the gateway directly rather than through a proxy you control.
     pub trust_forwarded: bool,
-    /// Tokio worker threads; absent: std's `available_parallelism`, which honours the
-    /// container's CPU quota.
+    /// Threads serving requests, each running its own single-threaded runtime (the main thread
+    /// keeps accept, discovery, probes and admin); absent: std's `available_parallelism`, which
+    /// honours the container's CPU quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
 }
