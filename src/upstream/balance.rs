@@ -51,7 +51,6 @@ pub fn is_failure_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
-#[derive(Clone)]
 pub struct Balance {
     shared: Arc<Shared>,
     client: Client,

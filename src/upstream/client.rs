@@ -8,7 +8,6 @@
 //! pool is a short `Vec` on that endpoint, and the request goes straight to hyper's
 //! connection handle.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -61,6 +60,14 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Idle too long to trust: a backend may close such a connection at its own keep-alive
+    /// limit just as we write to it.
+    fn is_stale(&self, now: Instant, idle_timeout: Duration) -> bool {
+        now.saturating_duration_since(self.since) >= idle_timeout
+    }
+}
+
 /// Worker threads beyond this share idle lists (index modulo).
 const SHARDS: usize = 16;
 
@@ -95,9 +102,8 @@ impl IdlePool {
     ) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.local().lock().ok()?;
         while let Some(c) = idle.pop() {
-            if now.saturating_duration_since(c.since) >= idle_timeout {
-                // Everything below is older still: a backend may close such a connection
-                // at its own keep-alive limit just as we write to it.
+            if c.is_stale(now, idle_timeout) {
+                // Everything below is older still.
                 idle.clear();
                 return None;
             }
@@ -118,9 +124,7 @@ impl IdlePool {
     pub fn sweep(&self, now: Instant, idle_timeout: Duration) {
         for shard in &self.shards {
             if let Ok(mut idle) = shard.lock() {
-                idle.retain(|c| {
-                    !c.tx.is_closed() && now.saturating_duration_since(c.since) < idle_timeout
-                });
+                idle.retain(|c| !c.tx.is_closed() && !c.is_stale(now, idle_timeout));
             }
         }
     }
@@ -208,13 +212,9 @@ impl Client {
         &self,
         endpoint: &Endpoint,
     ) -> Result<http1::SendRequest<RequestBody>, ClientError> {
-        let connect = async {
-            match endpoint.authority().as_str().parse::<SocketAddr>() {
-                Ok(addr) => TcpStream::connect(addr).await,
-                // A configured host name: resolved by the system on each new connection.
-                Err(_) => TcpStream::connect(endpoint.authority().as_str()).await,
-            }
-        };
+        // An IP literal is parsed in place; a configured host name is resolved by the system
+        // on each new connection (tokio's `ToSocketAddrs` for `&str` does both).
+        let connect = TcpStream::connect(endpoint.authority().as_str());
         let stream = tokio::time::timeout(self.connect_timeout, connect)
             .await
             .map_err(|_| ClientError::ConnectTimeout(self.connect_timeout))?

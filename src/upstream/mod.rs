@@ -14,12 +14,12 @@ pub mod outlier;
 pub mod protect;
 pub mod retry;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Authority;
 use http::{Request, Response};
-use std::future::Future;
 use tokio::sync::watch;
 use tokio_util::sync::DropGuard;
 

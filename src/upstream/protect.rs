@@ -159,7 +159,6 @@ impl<S> Layer<S> for ProtectLayer {
     }
 }
 
-#[derive(Clone)]
 pub struct Protect<S> {
     inner: S,
     layer: ProtectLayer,

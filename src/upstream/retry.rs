@@ -241,7 +241,6 @@ impl<S> Layer<S> for RetryLayer {
     }
 }
 
-#[derive(Clone)]
 pub struct Retry<S> {
     inner: S,
     policy: Arc<Policy>,
