@@ -191,9 +191,9 @@ upstream = "app-icalink"
             detached_upstream_metrics("app-icalink"),
         )
         .unwrap();
-        let _ = u.send(request(), &mut Trace::default()).await;
+        let _ = u.send(&mut request(), &mut Trace::default()).await;
         assert!(matches!(
-            u.send(request(), &mut Trace::default()).await,
+            u.send(&mut request(), &mut Trace::default()).await,
             Err(UpstreamError::CircuitOpen { .. })
         ));
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -202,7 +202,7 @@ upstream = "app-icalink"
     c.bench_function("open-circuit rejection through the upstream stack", |b| {
         b.to_async(&rt).iter(|| async {
             let mut trace = Trace::default();
-            black_box(upstream.send(request(), &mut trace).await.is_err())
+            black_box(upstream.send(&mut request(), &mut trace).await.is_err())
         })
     });
 }

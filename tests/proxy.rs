@@ -432,6 +432,90 @@ async fn conflicting_framing_cannot_smuggle_a_request() {
     }
 }
 
+/// An upstream may answer before it has read the whole request body (a 413, a 401): the client
+/// gets that answer, and the connection is never reused, because the rest of the body we would
+/// still owe it would be read as the next request.
+#[tokio::test]
+async fn an_answer_before_the_upload_ends_reaches_the_client_and_its_connection_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                    // The first connection answers as soon as the head is in and keeps
+                    // reading what follows; later ones answer every request head.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer: &[u8] = if n == 0 {
+                            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo much"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if s.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        if n == 0 {
+                            buf.clear();
+                        }
+                    }
+                    if n == 0 {
+                        buf.clear();
+                    }
+                }
+            });
+        }
+    });
+    let gw = Gateway::start(&config(&[addr], &[addr], "")).await;
+
+    let (body_tx, body_rx) =
+        mpsc::channel::<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(2);
+    let req = Request::post(gw.url("/api/icalink/upload"))
+        .body(BodyExt::boxed(StreamBody::new(tokio_stream_from(body_rx))))
+        .unwrap();
+    let pending = tokio::spawn(client().request(req));
+    body_tx
+        .send(Ok(Frame::data(Bytes::from(vec![0u8; 1024]))))
+        .await
+        .unwrap();
+    // The upload is still open (body_tx alive) when the answer must arrive.
+    let resp = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the early answer reached the client while the upload was open")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body_bytes(resp).await, "too much");
+    drop(body_tx);
+
+    let resp = client()
+        .request(
+            Request::get(gw.url("/api/icalink/after"))
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_bytes(resp).await, "ok");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the next request went over a new connection"
+    );
+}
+
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let (up, seen) = Upstream::recording("127.0.0.1:0").await;

@@ -176,9 +176,9 @@ impl Gateway {
         }
         head.version = Version::HTTP_11;
 
-        let req = Request::from_parts(head, RequestBody::new(body, self.max_body));
+        let mut req = Request::from_parts(head, RequestBody::new(body, self.max_body));
         let mut trace = Trace::default();
-        let sent = upstream.send(req, &mut trace).await;
+        let sent = upstream.send(&mut req, &mut trace).await;
         record.traced(&trace);
         match sent {
             Ok(resp) => {

@@ -69,7 +69,7 @@ impl Exchange for Balance {
     // (503), rather than queueing as an empty tower balancer would.
     async fn exchange(
         &self,
-        mut req: Request<RequestBody>,
+        req: &mut Request<RequestBody>,
         trace: &mut Trace,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         let now = Instant::now();

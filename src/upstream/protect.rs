@@ -169,7 +169,7 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
 
     async fn exchange(
         &self,
-        req: Request<RequestBody>,
+        req: &mut Request<RequestBody>,
         trace: &mut Trace,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let trial = match self.layer.breaker.admit() {

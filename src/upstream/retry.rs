@@ -172,37 +172,26 @@ impl Budget {
     }
 }
 
-/// Reads a small request body into memory so it can be sent again; returns the request with a
-/// replayable body, or as it was when it is too large (or of unknown size) to keep.
-pub async fn make_replayable(
-    req: Request<RequestBody>,
-) -> Result<Request<RequestBody>, UpstreamError> {
-    let (head, body) = req.into_parts();
+/// Reads a small request body into memory so it can be sent again; leaves a body that is too
+/// large (or of unknown size) to keep as it is.
+pub async fn make_replayable(body: &mut RequestBody) -> Result<(), UpstreamError> {
     if body.is_replayable() {
-        return Ok(Request::from_parts(head, body));
+        return Ok(());
     }
-    match body.size_hint().exact() {
-        Some(len) if len <= MAX_REPLAY_BODY => {
-            let bytes: Bytes = body
-                .collect()
-                .await
-                .map_err(UpstreamError::Body)?
-                .to_bytes();
-            Ok(Request::from_parts(head, RequestBody::buffered(bytes)))
-        }
-        _ => Ok(Request::from_parts(head, body)),
+    if body
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len <= MAX_REPLAY_BODY)
+    {
+        let streamed = std::mem::replace(body, RequestBody::empty());
+        let bytes: Bytes = streamed
+            .collect()
+            .await
+            .map_err(UpstreamError::Body)?
+            .to_bytes();
+        *body = RequestBody::buffered(bytes);
     }
-}
-
-/// A copy of a request whose body is replayable.
-fn try_clone(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let body = req.body().try_clone()?;
-    let mut out = Request::new(body);
-    *out.method_mut() = req.method().clone();
-    *out.uri_mut() = req.uri().clone();
-    *out.version_mut() = req.version();
-    *out.headers_mut() = req.headers().clone();
-    Some(out)
+    Ok(())
 }
 
 /// Shared per-upstream retry state.
@@ -251,7 +240,7 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Retry<S> {
 
     fn exchange(
         &self,
-        req: Request<RequestBody>,
+        req: &mut Request<RequestBody>,
         trace: &mut Trace,
     ) -> impl Future<Output = Result<Response<PooledBody>, UpstreamError>> + Send {
         run(&self.policy, &self.inner, req, trace)
@@ -261,40 +250,28 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Retry<S> {
 async fn run<S: Exchange<Body = PooledBody>>(
     policy: &Policy,
     inner: &S,
-    req: Request<RequestBody>,
+    req: &mut Request<RequestBody>,
     trace: &mut Trace,
 ) -> Result<Response<PooledBody>, UpstreamError> {
     policy.budget.deposit(Instant::now());
-    let req = if policy.max_retries > 0 {
-        if req.body().is_replayable() {
-            req
-        } else {
-            // Boxed: buffering a body is the rare case, and its state would otherwise make
-            // every request's future larger (and every move of it costlier).
-            Box::pin(make_replayable(req)).await?
-        }
-    } else {
-        req
-    };
+    if policy.max_retries > 0 && !req.body().is_replayable() {
+        // Boxed: buffering a body is the rare case, and its state would otherwise make
+        // every request's future larger (and every move of it costlier).
+        Box::pin(make_replayable(req.body_mut())).await?;
+    }
+    // Decided once, before anything is sent: a streamed body is consumed by the attempt
+    // that sends it (and then looks ended, as an empty one would).
+    let replayable = req.body().is_replayable();
     let method = req.method().clone();
     let idempotent = is_idempotent(&method);
     let mut attempt: u32 = 1;
-    let mut original = Some(req);
     loop {
-        // Keep the original for further attempts while its body can be replayed.
-        let this = match original.as_ref().and_then(try_clone) {
-            Some(copy) if attempt <= policy.max_retries => copy,
-            _ => match original.take() {
-                Some(req) => req,
-                None => return Err(UpstreamError::NoEndpoints),
-            },
-        };
-        let retry_possible = original.is_some();
+        let retry_possible = replayable && attempt <= policy.max_retries;
         // A hung task costs one slice of the deadline, and the retry goes elsewhere.
         trace.attempt_timeout = (retry_possible && idempotent).then_some(policy.per_try_timeout);
         trace.attempts = attempt;
         trace.served_by = None;
-        let result = inner.exchange(this, trace).await;
+        let result = inner.exchange(req, trace).await;
         let Some(failure) = classify(&result, &policy.retry_statuses) else {
             return result;
         };

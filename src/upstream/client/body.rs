@@ -1,0 +1,206 @@
+//! The response body, read by whoever polls it (the server writing to the client) straight
+//! from the upstream connection; the connection goes back to the pool the moment the body's
+//! last byte is read.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+use super::codec::{Chunked, Decoded, Framing, Parsed};
+use super::{ClientError, Conn, READ_BUF};
+use crate::upstream::endpoint::Endpoint;
+
+/// A response body from an upstream connection.
+pub struct PooledBody {
+    state: State,
+}
+
+enum State {
+    /// Complete in memory (or empty): the connection is already back in the pool or closed.
+    Full(Option<Bytes>),
+    /// Still on the wire.
+    Reading(Reading),
+}
+
+struct Reading {
+    conn: Conn,
+    endpoint: Arc<Endpoint>,
+    decode: Decode,
+    /// The connection may carry another request once this body is read.
+    reusable: bool,
+}
+
+enum Decode {
+    Length(u64),
+    Chunked(Chunked),
+    Close,
+}
+
+/// The response to hand out: the body is either complete in the read buffer already (the
+/// usual small answer, and the connection is returned right here) or read on demand.
+pub(super) fn response(
+    parsed: Parsed,
+    mut conn: Conn,
+    endpoint: Arc<Endpoint>,
+    request_done: bool,
+) -> Response<PooledBody> {
+    let Parsed {
+        head,
+        framing,
+        keep_alive,
+    } = parsed;
+    let reusable = keep_alive && request_done;
+    let state = match framing {
+        Framing::Empty | Framing::Length(0) => {
+            give_back(conn, &endpoint, reusable);
+            State::Full(None)
+        }
+        Framing::Length(n) if (conn.read.len() as u64) >= n => {
+            // Bounded by the buffer's length, so it fits.
+            let data = conn.read.split_to(n as usize).freeze();
+            give_back(conn, &endpoint, reusable);
+            State::Full(Some(data))
+        }
+        Framing::Length(n) => State::Reading(Reading {
+            conn,
+            endpoint,
+            decode: Decode::Length(n),
+            reusable,
+        }),
+        Framing::Chunked => State::Reading(Reading {
+            conn,
+            endpoint,
+            decode: Decode::Chunked(Chunked::default()),
+            reusable,
+        }),
+        Framing::Close => State::Reading(Reading {
+            conn,
+            endpoint,
+            decode: Decode::Close,
+            reusable: false,
+        }),
+    };
+    Response::from_parts(head, PooledBody { state })
+}
+
+/// Pools the connection if it can carry another request: the server keeps it open, our
+/// request went out whole, and nothing beyond the response arrived (bytes nobody asked for
+/// would be read as the next response).
+fn give_back(conn: Conn, endpoint: &Endpoint, reusable: bool) {
+    if reusable && conn.read.is_empty() {
+        endpoint.pool().checkin(conn, Instant::now());
+    }
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Full(_) => "in memory",
+            State::Reading(_) => "reading",
+        };
+        f.debug_struct("PooledBody").field("state", &state).finish()
+    }
+}
+
+impl PooledBody {
+    /// Ends the body: the connection goes back (or is closed when `reusable` is false).
+    fn finish(&mut self, reusable: bool) {
+        if let State::Reading(r) = std::mem::replace(&mut self.state, State::Full(None)) {
+            give_back(r.conn, &r.endpoint, r.reusable && reusable);
+        }
+    }
+
+    /// A broken body: the connection is closed.
+    fn fail(&mut self, err: ClientError) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
+        self.state = State::Full(None);
+        Poll::Ready(Some(Err(err)))
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = ClientError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
+        let this = self.get_mut();
+        loop {
+            let r = match &mut this.state {
+                State::Full(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+                State::Reading(r) => r,
+            };
+            // What the buffer already holds first.
+            match &mut r.decode {
+                Decode::Length(left) => {
+                    if !r.conn.read.is_empty() {
+                        let n = usize::try_from(*left)
+                            .map_or(r.conn.read.len(), |l| l.min(r.conn.read.len()));
+                        let data = r.conn.read.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            // Returned now, not on the next poll: a server stops polling a
+                            // body whose length it knows is complete.
+                            this.finish(true);
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Decode::Chunked(chunked) => match chunked.decode(&mut r.conn.read) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Decoded::Done) => {
+                        this.finish(true);
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return this.fail(e.into()),
+                },
+                Decode::Close => {
+                    if !r.conn.read.is_empty() {
+                        let data = r.conn.read.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            // Then the socket.
+            let read = &mut r.conn.read;
+            if read.capacity() - read.len() < READ_BUF / 8 {
+                read.reserve(READ_BUF);
+            }
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut r.conn.stream),
+                cx,
+                read
+            )) {
+                Ok(0) if matches!(r.decode, Decode::Close) => {
+                    this.finish(false);
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.fail(ClientError::ClosedMidBody),
+                Ok(_) => {}
+                Err(e) => return this.fail(ClientError::Read(e)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.state {
+            State::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            State::Reading(Reading {
+                decode: Decode::Length(left),
+                ..
+            }) => SizeHint::with_exact(*left),
+            State::Reading(_) => SizeHint::default(),
+        }
+    }
+}

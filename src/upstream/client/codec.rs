@@ -1,0 +1,770 @@
+//! HTTP/1.1 on the wire, as plain functions over buffers: the request head we write, the
+//! response head we parse and how its body is framed, and the chunked decoder. No I/O here,
+//! so every rule is tested byte by byte.
+//!
+//! Strict where a lenient parser would let two parties disagree on where a message ends
+//! (RFC 9112 sections 6 and 7): Transfer-Encoding with Content-Length, differing
+//! Content-Lengths, Transfer-Encoding in HTTP/1.0, bare LF in chunk framing, obsolete header
+//! folding. Such a response is an error (502), never guessed at: a proxy that guesses differently
+//! from the backend mixes one client's response into another's.
+
+use std::io::Write as _;
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+
+/// Largest response head we read (hyper's server limit for requests is of this order too).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header lines in one response head (hyper's default).
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+/// Most bytes of trailer fields after the last chunk (read and dropped).
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// A response the gateway will not forward.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("malformed response head: {0}")]
+    Head(httparse::Error),
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("invalid status code {0}")]
+    Status(u16),
+    #[error("invalid header field")]
+    Header,
+    #[error("invalid or conflicting Content-Length")]
+    ContentLength,
+    #[error("Transfer-Encoding together with Content-Length")]
+    TransferEncodingWithLength,
+    #[error("Transfer-Encoding in an HTTP/1.0 response")]
+    TransferEncodingInHttp10,
+    #[error("unsupported Transfer-Encoding")]
+    TransferEncoding,
+    #[error("101 Switching Protocols to a request that asked for no upgrade")]
+    UnexpectedUpgrade,
+    #[error("malformed chunked body: {0}")]
+    Chunk(&'static str),
+}
+
+/// How a request body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body and no framing header (a GET).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+impl RequestFraming {
+    /// `ended`: the body is known to be empty; `exact`: its length, when known up front.
+    /// An empty body keeps `Content-Length: 0` only when the client sent one (an empty POST
+    /// stays an explicit empty POST; a GET gets no framing header at all).
+    pub fn of(headers: &HeaderMap, ended: bool, exact: Option<u64>) -> Self {
+        match (ended, exact) {
+            (true, _) if headers.contains_key(CONTENT_LENGTH) => Self::Length(0),
+            (true, _) => Self::None,
+            (false, Some(n)) => Self::Length(n),
+            (false, None) => Self::Chunked,
+        }
+    }
+}
+
+/// Writes the request line and headers into `out` (cleared first). The client's own
+/// Content-Length and Transfer-Encoding are replaced by `framing`, which describes the body
+/// we actually send: the two can never disagree.
+///
+/// Why no escaping: `Method`, the path and `HeaderValue` cannot hold CR or LF (the `http`
+/// crate rejects them on construction), so nothing here can split the head.
+pub fn encode_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) {
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::None => {}
+        // Writing to a Vec cannot fail.
+        RequestFraming::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the body of a response is delimited (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body whatever the headers say (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the server closes the connection.
+    Close,
+}
+
+/// A complete final response head.
+#[derive(Debug)]
+pub struct Parsed {
+    pub head: http::response::Parts,
+    pub framing: Framing,
+    /// The server lets the connection carry another request after this response.
+    pub keep_alive: bool,
+}
+
+#[derive(Debug)]
+pub enum Head {
+    /// A 1xx other than 101: skipped, the final response follows.
+    Informational,
+    Final(Parsed),
+}
+
+/// Where a header's name and value lie in the head buffer. The parser's slices borrow the
+/// buffer, which must be split before header values can share it, so positions are noted
+/// first. Callers keep the `Vec` of spans across responses: a fixed array of them would be
+/// zeroed (3 KiB) on every parse.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Parses the response head at the start of `buf`. `Ok(None)`: not complete yet, read more.
+/// On success the head's bytes are taken off `buf`; header values share its memory.
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    request_method: &Method,
+    spans: &mut Vec<Span>,
+) -> Result<Option<Head>, ProtocolError> {
+    spans.clear();
+    let (len, code, version, count) = {
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut headers,
+        );
+        let len = match parsed {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Err(ProtocolError::HeadTooLarge);
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(ProtocolError::Head(e)),
+        };
+        if len > MAX_HEAD {
+            return Err(ProtocolError::HeadTooLarge);
+        }
+        let base = buf.as_ptr() as usize;
+        spans.extend(resp.headers.iter().map(|h| {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            Span {
+                name: (name, name + h.name.len()),
+                value: (value, value + h.value.len()),
+            }
+        }));
+        let code = resp.code.unwrap_or(0);
+        let version = resp.version.unwrap_or(1);
+        (len, code, version, spans.len())
+    };
+    if (100..200).contains(&code) {
+        if code == 101 {
+            return Err(ProtocolError::UnexpectedUpgrade);
+        }
+        buf.advance(len);
+        return Ok(Some(Head::Informational));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| ProtocolError::Status(code))?;
+    let raw = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for span in spans.iter() {
+        let name = HeaderName::from_bytes(&raw[span.name.0..span.name.1])
+            .map_err(|_| ProtocolError::Header)?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(span.value.0..span.value.1))
+            .map_err(|_| ProtocolError::Header)?;
+        headers.append(name, value);
+    }
+    let http10 = version == 0;
+    let framing = framing(&mut headers, status, request_method, http10)?;
+    let keep_alive = !http10 && !has_token(&headers, CONNECTION, "close");
+    let (mut head, ()) = Response::new(()).into_parts();
+    head.status = status;
+    head.version = if http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    head.headers = headers;
+    Ok(Some(Head::Final(Parsed {
+        head,
+        framing,
+        keep_alive,
+    })))
+}
+
+/// RFC 9112 section 6.3, strictly. A list of identical Content-Lengths ("5, 5") is folded
+/// into one value so the client sees a single, valid header.
+fn framing(
+    headers: &mut HeaderMap,
+    status: StatusCode,
+    method: &Method,
+    http10: bool,
+) -> Result<Framing, ProtocolError> {
+    if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if http10 {
+            return Err(ProtocolError::TransferEncodingInHttp10);
+        }
+        if headers.contains_key(CONTENT_LENGTH) {
+            return Err(ProtocolError::TransferEncodingWithLength);
+        }
+        let mut codings = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|c| !c.is_empty())
+            .peekable();
+        let mut chunked = false;
+        while let Some(coding) = codings.next() {
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                // Chunked must be the last coding, and only once.
+                if codings.peek().is_some() || chunked {
+                    return Err(ProtocolError::TransferEncoding);
+                }
+                chunked = true;
+            }
+        }
+        // Without chunked last, a response's body runs to the end of the connection.
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        });
+    }
+    let mut length = None;
+    let mut values = 0;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            values += 1;
+            let n = parse_decimal(part.trim_ascii()).ok_or(ProtocolError::ContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ProtocolError::ContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    match length {
+        Some(n) => {
+            if values > 1 {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            Ok(Framing::Length(n))
+        }
+        None => Ok(Framing::Close),
+    }
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// Whether a comma-separated header (Connection) lists `token`, case-insensitively.
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// What the chunked decoder got out of the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Data(Bytes),
+    /// The buffer holds no complete next piece: read more.
+    NeedMore,
+    /// The last chunk and the trailers are read; the message ends here.
+    Done,
+}
+
+/// A chunked body decoder (RFC 9112 section 7.1). Data comes out as slices of the read
+/// buffer, without copying; chunk extensions and trailer fields are read and dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Chunked {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers(usize),
+    Done,
+}
+
+impl Chunked {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ProtocolError> {
+        loop {
+            match *self {
+                Self::Size => {
+                    let Some(end) = line_end(buf, MAX_CHUNK_LINE)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let size = parse_chunk_size(&buf[..end])?;
+                    buf.advance(end + 2);
+                    *self = if size == 0 {
+                        Self::Trailers(0)
+                    } else {
+                        Self::Data(size)
+                    };
+                }
+                Self::Data(remaining) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let n = usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
+                    let data = buf.split_to(n).freeze();
+                    let left = remaining - n as u64;
+                    *self = if left == 0 {
+                        Self::DataEnd
+                    } else {
+                        Self::Data(left)
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                Self::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(ProtocolError::Chunk("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    *self = Self::Size;
+                }
+                Self::Trailers(seen) => {
+                    let Some(end) = line_end(buf, MAX_TRAILERS - seen)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    buf.advance(end + 2);
+                    if end == 0 {
+                        *self = Self::Done;
+                        return Ok(Decoded::Done);
+                    }
+                    *self = Self::Trailers(seen + end + 2);
+                }
+                Self::Done => return Ok(Decoded::Done),
+            }
+        }
+    }
+}
+
+/// Position of the CR of the first line's CRLF, if a whole line is buffered. A line longer
+/// than `max` or ended by a bare LF is an error.
+fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>, ProtocolError> {
+    let window = &buf[..buf.len().min(max.saturating_add(2))];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(0) => Err(ProtocolError::Chunk("bare LF")),
+        Some(lf) if window[lf - 1] != b'\r' => Err(ProtocolError::Chunk("bare LF")),
+        Some(lf) => Ok(Some(lf - 1)),
+        None if buf.len() > max.saturating_add(1) => Err(ProtocolError::Chunk("line too long")),
+        None => Ok(None),
+    }
+}
+
+/// `chunk-size [ chunk-ext ]`: hex digits, then optionally whitespace and `;` extensions.
+fn parse_chunk_size(line: &[u8]) -> Result<u64, ProtocolError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(ProtocolError::Chunk("missing chunk size"));
+    }
+    if digits > 16 {
+        return Err(ProtocolError::Chunk("chunk size too large"));
+    }
+    let mut size = 0u64;
+    for &d in &line[..digits] {
+        // Hex digits only, checked above.
+        let v = (d as char).to_digit(16).unwrap_or(0);
+        size = (size << 4) | u64::from(v);
+    }
+    let rest = line[digits..].trim_ascii_start();
+    match rest.first() {
+        None => Ok(size),
+        Some(b';')
+            if rest
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..0x7f).contains(&b) || b >= 0x80) =>
+        {
+            Ok(size)
+        }
+        Some(_) => Err(ProtocolError::Chunk("invalid chunk size line")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::HOST;
+
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Option<Head>, ProtocolError> {
+        parse_response_head(&mut BytesMut::from(raw), &Method::GET, &mut Vec::new())
+    }
+
+    fn final_head(raw: &str, method: &Method) -> Parsed {
+        match parse_response_head(&mut BytesMut::from(raw), method, &mut Vec::new()) {
+            Ok(Some(Head::Final(p))) => p,
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    fn error(raw: &str) -> ProtocolError {
+        match parse(raw) {
+            Err(e) => e,
+            other => panic!("{raw:?} accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_head_replaces_the_clients_framing_with_the_bodys() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("gw"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        encode_request_head(
+            &mut out,
+            &Method::POST,
+            "/p?q=1",
+            &headers,
+            RequestFraming::Length(5),
+        );
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "POST /p?q=1 HTTP/1.1\r\nhost: gw\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
+        );
+        encode_request_head(
+            &mut out,
+            &Method::PUT,
+            "/",
+            &headers,
+            RequestFraming::Chunked,
+        );
+        assert!(
+            String::from_utf8(out.clone())
+                .unwrap()
+                .ends_with("x-a: 2\r\ntransfer-encoding: chunked\r\n\r\n")
+        );
+        encode_request_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &HeaderMap::new(),
+            RequestFraming::None,
+        );
+        assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn request_framing_follows_the_body() {
+        let none = HeaderMap::new();
+        let mut with_length = HeaderMap::new();
+        with_length.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        assert_eq!(
+            RequestFraming::of(&none, true, Some(0)),
+            RequestFraming::None
+        );
+        assert_eq!(
+            RequestFraming::of(&with_length, true, Some(0)),
+            RequestFraming::Length(0)
+        );
+        assert_eq!(
+            RequestFraming::of(&none, false, Some(7)),
+            RequestFraming::Length(7)
+        );
+        assert_eq!(
+            RequestFraming::of(&none, false, None),
+            RequestFraming::Chunked
+        );
+    }
+
+    #[test]
+    fn a_complete_head_is_taken_off_the_buffer_and_the_body_stays() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Custom: a b\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhello",
+        );
+        let Some(Head::Final(p)) =
+            parse_response_head(&mut buf, &Method::GET, &mut Vec::new()).unwrap()
+        else {
+            panic!("not a final head");
+        };
+        assert_eq!(&buf[..], b"hello");
+        assert_eq!(p.head.status, StatusCode::OK);
+        assert_eq!(p.framing, Framing::Length(5));
+        assert!(p.keep_alive);
+        assert_eq!(p.head.headers["x-custom"], "a b");
+        assert_eq!(p.head.headers.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn a_partial_head_asks_for_more_and_consumes_nothing() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Le");
+        assert!(
+            parse_response_head(&mut buf, &Method::GET, &mut Vec::new())
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(buf.len(), 27);
+    }
+
+    #[test]
+    fn informational_responses_are_skipped_and_101_refused() {
+        let mut spans = Vec::new();
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+        );
+        assert!(matches!(
+            parse_response_head(&mut buf, &Method::POST, &mut spans),
+            Ok(Some(Head::Informational))
+        ));
+        let Ok(Some(Head::Final(p))) = parse_response_head(&mut buf, &Method::POST, &mut spans)
+        else {
+            panic!("no final head");
+        };
+        assert_eq!(p.head.status, StatusCode::CREATED);
+        assert!(buf.is_empty());
+        assert_eq!(
+            error("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n"),
+            ProtocolError::UnexpectedUpgrade
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_section_6_3() {
+        let cases: &[(&str, &Method, Framing)] = &[
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n",
+                &Method::HEAD,
+                Framing::Empty,
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\ncontent-length: 10\r\n\r\n",
+                &Method::GET,
+                Framing::Empty,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n",
+                &Method::GET,
+                Framing::Empty,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                &Method::GET,
+                Framing::Chunked,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n",
+                &Method::GET,
+                Framing::Chunked,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+                &Method::GET,
+                Framing::Close,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                &Method::GET,
+                Framing::Length(0),
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", &Method::GET, Framing::Close),
+            (
+                "HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\n",
+                &Method::GET,
+                Framing::Length(3),
+            ),
+        ];
+        for (raw, method, framing) in cases {
+            assert_eq!(final_head(raw, method).framing, *framing, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_equal_lengths_fold_into_one_header() {
+        let p = final_head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 4, 4\r\ncontent-length: 4\r\n\r\n",
+            &Method::GET,
+        );
+        assert_eq!(p.framing, Framing::Length(4));
+        let lengths: Vec<_> = p.head.headers.get_all(CONTENT_LENGTH).iter().collect();
+        assert_eq!(lengths, ["4"]);
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        assert_eq!(
+            error("HTTP/1.1 200 OK\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\n"),
+            ProtocolError::ContentLength
+        );
+        for bad in ["-1", "+4", "0x10", "", "1 2", "99999999999999999999"] {
+            assert_eq!(
+                error(&format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n")),
+                ProtocolError::ContentLength,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            error("HTTP/1.1 200 OK\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n"),
+            ProtocolError::TransferEncodingWithLength
+        );
+        assert_eq!(
+            error("HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"),
+            ProtocolError::TransferEncodingInHttp10
+        );
+        assert_eq!(
+            error("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"),
+            ProtocolError::TransferEncoding
+        );
+        assert_eq!(
+            error(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n"
+            ),
+            ProtocolError::TransferEncoding
+        );
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
+        // Obsolete line folding, a space before the colon, a bare CR: each lets two parsers
+        // disagree about the headers.
+        for raw in [
+            "HTTP/1.1 200 OK\r\nx-a: 1\r\n folded\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx-a : 1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx-a: 1\rx-b: 2\r\n\r\n",
+            "HTTP/2 200 OK\r\n\r\n",
+            "garbage\r\n\r\n",
+        ] {
+            assert!(matches!(error(raw), ProtocolError::Head(_)), "{raw:?}");
+        }
+        assert_eq!(error("HTTP/1.1 099 Low\r\n\r\n"), ProtocolError::Status(99));
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(error(&huge), ProtocolError::HeadTooLarge);
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
+        assert_eq!(
+            error(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")),
+            ProtocolError::Head(httparse::Error::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn keep_alive_needs_http11_without_connection_close() {
+        let ka = |raw: &str| final_head(raw, &Method::GET).keep_alive;
+        assert!(ka("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!ka(
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, Close\r\ncontent-length: 0\r\n\r\n"
+        ));
+        // HTTP/1.0 keep-alive is an opt-in we do not rely on.
+        assert!(!ka(
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"
+        ));
+    }
+
+    /// Feeds `wire` to a decoder `step` bytes at a time; returns the body and what followed.
+    fn dechunk(wire: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), ProtocolError> {
+        let mut dec = Chunked::default();
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match dec.decode(&mut buf)? {
+                Decoded::Data(d) => body.extend_from_slice(&d),
+                Decoded::Done => return Ok((body, buf.to_vec())),
+                Decoded::NeedMore => {
+                    assert!(
+                        fed < wire.len(),
+                        "decoder wants more than the whole message"
+                    );
+                    let end = (fed + step).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_however_the_bytes_arrive() {
+        let wire =
+            b"5\r\nhello\r\n1;ext=\"v\"\r\n \r\nA \r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (body, rest) = dechunk(wire, step).unwrap();
+            assert_eq!(body, b"hello 0123456789", "step {step}");
+            assert_eq!(rest, b"NEXT"[..rest.len()], "step {step}");
+        }
+    }
+
+    #[test]
+    fn malformed_chunk_framing_is_refused() {
+        for wire in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"\r\n",
+            b"g\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"0\r\n\n",
+        ] {
+            assert!(
+                matches!(dechunk(wire, 4), Err(ProtocolError::Chunk(_))),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+        let long = format!("1;{}\r\n", "e".repeat(MAX_CHUNK_LINE));
+        assert_eq!(
+            dechunk(long.as_bytes(), 512),
+            Err(ProtocolError::Chunk("line too long"))
+        );
+    }
+
+    #[test]
+    fn the_largest_chunk_size_does_not_overflow() {
+        let mut dec = Chunked::default();
+        let mut buf = BytesMut::from("ffffffffffffffff\r\nab");
+        assert_eq!(
+            dec.decode(&mut buf),
+            Ok(Decoded::Data(Bytes::from_static(b"ab")))
+        );
+        assert_eq!(dec, Chunked::Data(u64::MAX - 2));
+    }
+}
