@@ -6,6 +6,7 @@
 //! client GOAWAY so they reconnect to another replica; (2) stop accepting; (3) let in-flight
 //! requests finish within `shutdown_timeout`.
 
+mod head_deadline;
 pub mod health;
 mod lifecycle;
 pub mod workers;
@@ -149,7 +150,10 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains and returns once every connection is done
     /// or `shutdown_timeout` has passed.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let builder = Arc::new(connection_builder(&self.config));
+        let settings = Arc::new(ConnectionSettings {
+            builder: connection_builder(&self.config),
+            header_read_timeout: self.config.header_read_timeout,
+        });
         let tracker = TaskTracker::new();
         let stop_accepting = CancellationToken::new();
         tracing::info!(
@@ -171,7 +175,7 @@ impl Server {
         let public = tokio::spawn(accept_loop(
             self.public,
             self.public_handler,
-            builder.clone(),
+            settings.clone(),
             self.lifecycle.clone(),
             tracker.clone(),
             stop_accepting.clone(),
@@ -180,7 +184,7 @@ impl Server {
         let admin = tokio::spawn(accept_loop(
             self.admin,
             self.admin_handler,
-            builder,
+            settings,
             self.lifecycle.clone(),
             tracker.clone(),
             stop_accepting.clone(),
@@ -234,8 +238,10 @@ fn connection_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        // The header read timeout needs a timer, or a slowloris client holds a socket forever.
-        .timer(TokioTimer::new())
+        // The header read timeout needs a timer, or a slowloris client holds a socket forever;
+        // this one is checked, not scheduled (see `head_deadline`), and `serve_connection`'s
+        // tick enforces it on silent connections.
+        .timer(head_deadline::CheckedTimer)
         .header_read_timeout(cfg.header_read_timeout)
         // hyper answers 431 when a request head does not fit in the read buffer.
         .max_buf_size(cfg.max_header_size);
@@ -249,7 +255,7 @@ fn connection_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 async fn accept_loop<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    settings: Arc<ConnectionSettings>,
     lifecycle: Lifecycle,
     tracker: TaskTracker,
     stop: CancellationToken,
@@ -268,11 +274,12 @@ async fn accept_loop<H: Handler>(
                     lifecycle: lifecycle.clone(),
                     peer,
                     is_h2: AtomicBool::new(false),
+                    requested: AtomicBool::new(false),
                 };
                 let conn = Arc::new(conn);
                 match &workers {
                     None => {
-                        tracker.spawn(serve_connection(stream, conn, builder.clone()));
+                        tracker.spawn(serve_connection(stream, conn, settings.clone()));
                     }
                     Some(workers) => {
                         // The socket moves to the worker's own reactor.
@@ -283,11 +290,11 @@ async fn accept_loop<H: Handler>(
                                 continue;
                             }
                         };
-                        let builder = builder.clone();
+                        let settings = settings.clone();
                         tracker.spawn_on(
                             async move {
                                 match TcpStream::from_std(stream) {
-                                    Ok(stream) => serve_connection(stream, conn, builder).await,
+                                    Ok(stream) => serve_connection(stream, conn, settings).await,
                                     Err(e) => {
                                         tracing::warn!(error = %e, "worker cannot take a connection");
                                     }
@@ -313,12 +320,21 @@ struct Connection<H> {
     lifecycle: Lifecycle,
     peer: SocketAddr,
     is_h2: AtomicBool,
+    /// A request head arrived on this connection.
+    requested: AtomicBool,
+}
+
+/// How connections are served: hyper's builder, and the head deadline its HTTP/1 timer
+/// checks (which `serve_connection` must wake it for).
+struct ConnectionSettings {
+    builder: auto::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
 }
 
 async fn serve_connection<H: Handler>(
     stream: TcpStream,
     conn: Arc<Connection<H>>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    settings: Arc<ConnectionSettings>,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
@@ -328,6 +344,7 @@ async fn serve_connection<H: Handler>(
         service_fn(move |req: Request<Incoming>| {
             let conn = conn.clone();
             async move {
+                conn.requested.store(true, Ordering::Relaxed);
                 let http1 = req.version() < Version::HTTP_2;
                 if !http1 {
                     conn.is_h2.store(true, Ordering::Relaxed);
@@ -342,15 +359,31 @@ async fn serve_connection<H: Handler>(
             }
         })
     };
-    let served = builder.serve_connection(TokioIo::new(stream), svc);
+    let served = settings.builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(served);
     let mut drain_seen = false;
     let mut draining = OnlyWhenWoken::new(conn.lifecycle.draining());
     let mut stopping = OnlyWhenWoken::new(conn.lifecycle.stopping());
+    let accepted = tokio::time::Instant::now();
+    let mut tick = head_deadline::tick(settings.header_read_timeout);
     let result = loop {
         tokio::select! {
             biased;
             result = served.as_mut() => break result,
+            () = &mut tick => {
+                // Before the first head, hyper-util is still reading the preface to tell
+                // HTTP/1 from h2c, and hyper's head deadline is not running yet: a client
+                // that sent nothing (or a few bytes) is cut off here. After that, waking up
+                // is all the tick does: the next turn polls `served`, and hyper compares its
+                // head deadline.
+                if !conn.requested.load(Ordering::Relaxed)
+                    && accepted.elapsed() >= settings.header_read_timeout
+                {
+                    tracing::debug!(peer = %conn.peer, "no request head within header_read_timeout");
+                    break Ok(());
+                }
+                tick = head_deadline::tick(settings.header_read_timeout);
+            }
             () = &mut draining, if !drain_seen => {
                 drain_seen = true;
                 // HTTP/2 has no per-response close: GOAWAY now lets in-flight streams finish

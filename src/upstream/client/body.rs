@@ -23,8 +23,10 @@ pub struct PooledBody {
 enum State {
     /// Complete in memory (or empty): the connection is already back in the pool or closed.
     Full(Option<Bytes>),
-    /// Still on the wire.
-    Reading(Reading),
+    /// Still on the wire. Boxed: a response is moved through every layer on its way out, and
+    /// the usual small one (complete in the first read) should not carry a socket and its
+    /// buffers along.
+    Reading(Box<Reading>),
 }
 
 struct Reading {
@@ -66,24 +68,24 @@ pub(super) fn response(
             give_back(conn, &endpoint, reusable);
             State::Full(Some(data))
         }
-        Framing::Length(n) => State::Reading(Reading {
+        Framing::Length(n) => State::Reading(Box::new(Reading {
             conn,
             endpoint,
             decode: Decode::Length(n),
             reusable,
-        }),
-        Framing::Chunked => State::Reading(Reading {
+        })),
+        Framing::Chunked => State::Reading(Box::new(Reading {
             conn,
             endpoint,
             decode: Decode::Chunked(Chunked::default()),
             reusable,
-        }),
-        Framing::Close => State::Reading(Reading {
+        })),
+        Framing::Close => State::Reading(Box::new(Reading {
             conn,
             endpoint,
             decode: Decode::Close,
             reusable: false,
-        }),
+        })),
     };
     Response::from_parts(head, PooledBody { state })
 }
@@ -111,7 +113,13 @@ impl PooledBody {
     /// Ends the body: the connection goes back (or is closed when `reusable` is false).
     fn finish(&mut self, reusable: bool) {
         if let State::Reading(r) = std::mem::replace(&mut self.state, State::Full(None)) {
-            give_back(r.conn, &r.endpoint, r.reusable && reusable);
+            let Reading {
+                conn,
+                endpoint,
+                reusable: offered,
+                ..
+            } = *r;
+            give_back(conn, &endpoint, offered && reusable);
         }
     }
 
@@ -196,11 +204,10 @@ impl Body for PooledBody {
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             State::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            State::Reading(Reading {
-                decode: Decode::Length(left),
-                ..
-            }) => SizeHint::with_exact(*left),
-            State::Reading(_) => SizeHint::default(),
+            State::Reading(r) => match r.decode {
+                Decode::Length(left) => SizeHint::with_exact(left),
+                _ => SizeHint::default(),
+            },
         }
     }
 }

@@ -197,16 +197,20 @@ pub fn parse_response_head(
     let status = StatusCode::from_u16(code).map_err(|_| ProtocolError::Status(code))?;
     let raw = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
+    // What framing and reuse depend on, noted as the map is built: looking the same headers
+    // up again afterwards cost more than the rest of the head's bookkeeping.
+    let mut framing_headers = FramingHeaders::default();
     for span in spans.iter() {
         let name = HeaderName::from_bytes(&raw[span.name.0..span.name.1])
             .map_err(|_| ProtocolError::Header)?;
         let value = HeaderValue::from_maybe_shared(raw.slice(span.value.0..span.value.1))
             .map_err(|_| ProtocolError::Header)?;
+        framing_headers.note(&name, &value);
         headers.append(name, value);
     }
     let http10 = version == 0;
-    let framing = framing(&mut headers, status, request_method, http10)?;
-    let keep_alive = !http10 && !has_token(&headers, CONNECTION, "close");
+    let framing = framing_headers.framing(&mut headers, status, request_method, http10)?;
+    let keep_alive = !http10 && !framing_headers.close;
     let (mut head, ()) = Response::new(()).into_parts();
     head.status = status;
     head.version = if http10 {
@@ -222,72 +226,101 @@ pub fn parse_response_head(
     })))
 }
 
-/// RFC 9112 section 6.3, strictly. A list of identical Content-Lengths ("5, 5") is folded
-/// into one value so the client sees a single, valid header.
-fn framing(
-    headers: &mut HeaderMap,
-    status: StatusCode,
-    method: &Method,
-    http10: bool,
-) -> Result<Framing, ProtocolError> {
-    if method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(Framing::Empty);
+/// The headers that decide where a response ends and whether its connection stays open.
+#[derive(Default)]
+struct FramingHeaders {
+    transfer_encoding: bool,
+    /// Content-Length values seen (each element of a comma list counts).
+    lengths: u32,
+    /// The common value, if all of them parsed and agreed.
+    length: Option<Result<u64, ProtocolError>>,
+    /// `Connection` lists `close`.
+    close: bool,
+}
+
+impl FramingHeaders {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == CONTENT_LENGTH {
+            for part in value.as_bytes().split(|&b| b == b',') {
+                self.lengths += 1;
+                let parsed = parse_decimal(part.trim_ascii()).ok_or(ProtocolError::ContentLength);
+                self.length = Some(match (self.length.take(), parsed) {
+                    (None, parsed) => parsed,
+                    (Some(Ok(seen)), Ok(n)) if seen == n => Ok(n),
+                    _ => Err(ProtocolError::ContentLength),
+                });
+            }
+        } else if name == CONNECTION {
+            self.close |= value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        if http10 {
-            return Err(ProtocolError::TransferEncodingInHttp10);
+
+    /// RFC 9112 section 6.3, strictly. A list of identical Content-Lengths ("5, 5") is folded
+    /// into one value so the client sees a single, valid header.
+    fn framing(
+        &self,
+        headers: &mut HeaderMap,
+        status: StatusCode,
+        method: &Method,
+        http10: bool,
+    ) -> Result<Framing, ProtocolError> {
+        if method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(Framing::Empty);
         }
-        if headers.contains_key(CONTENT_LENGTH) {
-            return Err(ProtocolError::TransferEncodingWithLength);
+        if self.transfer_encoding {
+            if http10 {
+                return Err(ProtocolError::TransferEncodingInHttp10);
+            }
+            if self.length.is_some() {
+                return Err(ProtocolError::TransferEncodingWithLength);
+            }
+            return transfer_coding(headers);
         }
-        let mut codings = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|c| !c.is_empty())
-            .peekable();
-        let mut chunked = false;
-        while let Some(coding) = codings.next() {
-            if coding.eq_ignore_ascii_case(b"chunked") {
-                // Chunked must be the last coding, and only once.
-                if codings.peek().is_some() || chunked {
-                    return Err(ProtocolError::TransferEncoding);
+        match &self.length {
+            None => Ok(Framing::Close),
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(n)) => {
+                if self.lengths > 1 {
+                    headers.insert(CONTENT_LENGTH, HeaderValue::from(*n));
                 }
-                chunked = true;
+                Ok(Framing::Length(*n))
             }
         }
-        // Without chunked last, a response's body runs to the end of the connection.
-        return Ok(if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        });
     }
-    let mut length = None;
-    let mut values = 0;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            values += 1;
-            let n = parse_decimal(part.trim_ascii()).ok_or(ProtocolError::ContentLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(ProtocolError::ContentLength);
+}
+
+/// Chunked must be the last coding, and only once; without it, a response's body runs to
+/// the end of the connection.
+fn transfer_coding(headers: &HeaderMap) -> Result<Framing, ProtocolError> {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty())
+        .peekable();
+    let mut chunked = false;
+    while let Some(coding) = codings.next() {
+        if coding.eq_ignore_ascii_case(b"chunked") {
+            if codings.peek().is_some() || chunked {
+                return Err(ProtocolError::TransferEncoding);
             }
-            length = Some(n);
+            chunked = true;
         }
     }
-    match length {
-        Some(n) => {
-            if values > 1 {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
-            }
-            Ok(Framing::Length(n))
-        }
-        None => Ok(Framing::Close),
-    }
+    Ok(if chunked {
+        Framing::Chunked
+    } else {
+        Framing::Close
+    })
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
@@ -296,15 +329,6 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     }
     digits.iter().try_fold(0u64, |n, &d| {
         d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-    })
-}
-
-/// Whether a comma-separated header (Connection) lists `token`, case-insensitively.
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })
 }
 
