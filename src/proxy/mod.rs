@@ -162,6 +162,9 @@ impl Gateway {
 
         let host = headers::request_host(&head.headers, &head.uri);
         headers::strip_hop_by_hop(&mut head.headers);
+        // Room for the X-Forwarded-* headers (and Host), grown once rather than per insert:
+        // hyper sizes the map to the headers the client sent.
+        head.headers.reserve(4);
         headers::set_forwarded(
             &mut head.headers,
             peer.ip(),

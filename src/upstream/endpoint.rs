@@ -147,13 +147,13 @@ impl Ewma {
     }
 
     fn observe(&mut self, rtt_ns: f64, now: Instant) {
-        let current = self.decayed(now);
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        let w = (-elapsed / DECAY.as_secs_f64()).exp();
+        let current = self.estimate_ns * w;
         // Peak-sensitive: a slower response is believed at once, faster ones are averaged in.
         self.estimate_ns = if rtt_ns > current {
             rtt_ns
         } else {
-            let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-            let w = (-elapsed / DECAY.as_secs_f64()).exp();
             current * w + rtt_ns * (1.0 - w)
         };
         self.updated = now;

@@ -205,8 +205,9 @@ pub fn parse_response_head(
             .map_err(|_| ProtocolError::Header)?;
         let value = HeaderValue::from_maybe_shared(raw.slice(span.value.0..span.value.1))
             .map_err(|_| ProtocolError::Header)?;
-        framing_headers.note(&name, &value);
-        headers.append(name, value);
+        if framing_headers.note(&name, &value) {
+            headers.append(name, value);
+        }
     }
     let http10 = version == 0;
     let framing = framing_headers.framing(&mut headers, status, request_method, http10)?;
@@ -238,8 +239,18 @@ struct FramingHeaders {
     close: bool,
 }
 
+/// Whether a connection option is one this client acts on itself.
+fn is_connection_management(token: &[u8]) -> bool {
+    token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
+}
+
 impl FramingHeaders {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+    /// Notes a header; false when it is used up here and not worth keeping: a `Connection`
+    /// header that only says `keep-alive` or `close` describes our connection to the task,
+    /// which this client manages (nginx and Node send one with every response, and the proxy
+    /// would only remove it again). One that names other headers is kept, so that the proxy
+    /// removes those too.
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> bool {
         if name == TRANSFER_ENCODING {
             self.transfer_encoding = true;
         } else if name == CONTENT_LENGTH {
@@ -253,11 +264,18 @@ impl FramingHeaders {
                 });
             }
         } else if name == CONNECTION {
-            self.close |= value
+            let mut only_management = true;
+            for token in value
                 .as_bytes()
                 .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+                .map(<[u8]>::trim_ascii)
+            {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                only_management &= token.is_empty() || is_connection_management(token);
+            }
+            return !only_management;
         }
+        true
     }
 
     /// RFC 9112 section 6.3, strictly. A list of identical Content-Lengths ("5, 5") is folded
@@ -707,6 +725,32 @@ mod tests {
         assert_eq!(
             error(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")),
             ProtocolError::Head(httparse::Error::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn a_connection_header_is_kept_only_when_it_names_other_headers() {
+        let kept = |raw: &str| {
+            final_head(raw, &Method::GET)
+                .head
+                .headers
+                .get_all(CONNECTION)
+                .iter()
+                .count()
+        };
+        assert_eq!(
+            kept("HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"),
+            0
+        );
+        assert_eq!(
+            kept("HTTP/1.1 200 OK\r\nConnection: Close\r\ncontent-length: 0\r\n\r\n"),
+            0
+        );
+        assert_eq!(
+            kept(
+                "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+            ),
+            1
         );
     }
 
