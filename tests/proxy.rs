@@ -547,8 +547,20 @@ async fn slow_header_senders_are_cut_off() {
         .unwrap();
     // A client that sends nothing at all: only the connection's own wake-ups can notice.
     let mut silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // A keep-alive client that got its answer and then sends nothing more.
+    let mut idle = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    idle.write_all(b"GET /api/icalink/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
     // Generous bound: the assertion is that the gateway closes at all, not how fast.
-    for (what, s) in [("slowloris", &mut s), ("silent", &mut silent)] {
+    for (what, s) in [
+        ("slowloris", &mut s),
+        ("silent", &mut silent),
+        ("idle keep-alive", &mut idle),
+    ] {
         let mut buf = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
         assert!(closed.is_ok(), "{what} connection still open after 10 s");
