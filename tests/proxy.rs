@@ -516,6 +516,41 @@ async fn an_answer_before_the_upload_ends_reaches_the_client_and_its_connection_
     );
 }
 
+/// A backend's own reason phrase ("299 Checked In") reaches the client as the backend wrote it.
+#[tokio::test]
+async fn a_custom_reason_phrase_passes_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = b"HTTP/1.1 299 Checked In\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let gw = Gateway::start(&config(&[addr], &[addr], "")).await;
+    let reply = raw_exchange(
+        gw.addr,
+        b"GET /api/icalink/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 299 Checked In\r\n"), "{reply}");
+    assert!(reply.ends_with("ok"), "{reply}");
+}
+
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let (up, seen) = Upstream::recording("127.0.0.1:0").await;

@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
-/// Largest response head we read (hyper's server limit for requests is of this order too).
+/// Largest response head we read: the same as the default `max_header_size` for requests.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines in one response head (hyper's default).
 const MAX_HEADERS: usize = 100;
@@ -155,7 +155,7 @@ pub fn parse_response_head(
     spans: &mut Vec<Span>,
 ) -> Result<Option<Head>, ProtocolError> {
     spans.clear();
-    let (len, code, version, count) = {
+    let (len, code, version, count, reason) = {
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -185,7 +185,16 @@ pub fn parse_response_head(
         }));
         let code = resp.code.unwrap_or(0);
         let version = resp.version.unwrap_or(1);
-        (len, code, version, spans.len())
+        // A backend's own reason phrase reaches the client as it was (hyper's server writes
+        // it from this extension); the usual canonical one costs nothing to leave out.
+        let canonical = StatusCode::from_u16(code)
+            .ok()
+            .and_then(|s| s.canonical_reason());
+        let reason = resp
+            .reason
+            .filter(|r| !r.is_empty() && Some(*r) != canonical)
+            .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok());
+        (len, code, version, spans.len(), reason)
     };
     if (100..200).contains(&code) {
         if code == 101 {
@@ -220,6 +229,9 @@ pub fn parse_response_head(
         Version::HTTP_11
     };
     head.headers = headers;
+    if let Some(reason) = reason {
+        head.extensions.insert(reason);
+    }
     Ok(Some(Head::Final(Parsed {
         head,
         framing,
@@ -576,6 +588,26 @@ mod tests {
         assert!(p.keep_alive);
         assert_eq!(p.head.headers["x-custom"], "a b");
         assert_eq!(p.head.headers.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn only_a_custom_reason_phrase_is_kept() {
+        let reason = |raw: &str| {
+            final_head(raw, &Method::GET)
+                .head
+                .extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        };
+        assert_eq!(
+            reason("HTTP/1.1 299 Checked In\r\ncontent-length: 0\r\n\r\n").as_deref(),
+            Some("Checked In")
+        );
+        assert_eq!(
+            reason("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"),
+            None
+        );
+        assert_eq!(reason("HTTP/1.1 200 \r\ncontent-length: 0\r\n\r\n"), None);
     }
 
     #[test]
