@@ -141,14 +141,18 @@ struct Ewma {
 }
 
 impl Ewma {
-    fn decayed(&self, now: Instant) -> f64 {
+    /// How much of the estimate is left at `now`: 1 right after an update, towards 0 after.
+    fn weight(&self, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.estimate_ns * (-elapsed / DECAY.as_secs_f64()).exp()
+        (-elapsed / DECAY.as_secs_f64()).exp()
+    }
+
+    fn decayed(&self, now: Instant) -> f64 {
+        self.estimate_ns * self.weight(now)
     }
 
     fn observe(&mut self, rtt_ns: f64, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        let w = (-elapsed / DECAY.as_secs_f64()).exp();
+        let w = self.weight(now);
         let current = self.estimate_ns * w;
         // Peak-sensitive: a slower response is believed at once, faster ones are averaged in.
         self.estimate_ns = if rtt_ns > current {

@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use super::codec::{Chunked, Decoded, Framing, Parsed};
-use super::{ClientError, Conn, READ_BUF};
+use super::{ClientError, Conn, make_room};
 use crate::upstream::endpoint::Endpoint;
 
 /// A response body from an upstream connection.
@@ -57,37 +57,34 @@ pub(super) fn response(
         keep_alive,
     } = parsed;
     let reusable = keep_alive && request_done;
-    let state = match framing {
+    let (decode, reusable) = match framing {
         Framing::Empty | Framing::Length(0) => {
             give_back(conn, &endpoint, reusable);
-            State::Full(None)
+            return Response::from_parts(head, PooledBody::full(None));
         }
         Framing::Length(n) if (conn.read.len() as u64) >= n => {
             // Bounded by the buffer's length, so it fits.
             let data = conn.read.split_to(n as usize).freeze();
             give_back(conn, &endpoint, reusable);
-            State::Full(Some(data))
+            return Response::from_parts(head, PooledBody::full(Some(data)));
         }
-        Framing::Length(n) => State::Reading(Box::new(Reading {
-            conn,
-            endpoint,
-            decode: Decode::Length(n),
-            reusable,
-        })),
-        Framing::Chunked => State::Reading(Box::new(Reading {
-            conn,
-            endpoint,
-            decode: Decode::Chunked(Chunked::default()),
-            reusable,
-        })),
-        Framing::Close => State::Reading(Box::new(Reading {
-            conn,
-            endpoint,
-            decode: Decode::Close,
-            reusable: false,
-        })),
+        Framing::Length(n) => (Decode::Length(n), reusable),
+        Framing::Chunked => (Decode::Chunked(Chunked::default()), reusable),
+        // The body ends with the connection.
+        Framing::Close => (Decode::Close, false),
     };
-    Response::from_parts(head, PooledBody { state })
+    let reading = Reading {
+        conn,
+        endpoint,
+        decode,
+        reusable,
+    };
+    Response::from_parts(
+        head,
+        PooledBody {
+            state: State::Reading(Box::new(reading)),
+        },
+    )
 }
 
 /// Pools the connection if it can carry another request: the server keeps it open, our
@@ -110,16 +107,17 @@ impl std::fmt::Debug for PooledBody {
 }
 
 impl PooledBody {
-    /// Ends the body: the connection goes back (or is closed when `reusable` is false).
-    fn finish(&mut self, reusable: bool) {
+    fn full(data: Option<Bytes>) -> Self {
+        Self {
+            state: State::Full(data),
+        }
+    }
+
+    /// Ends the body read to its end: the connection goes back if it may carry another
+    /// request, and is closed otherwise.
+    fn finish(&mut self) {
         if let State::Reading(r) = std::mem::replace(&mut self.state, State::Full(None)) {
-            let Reading {
-                conn,
-                endpoint,
-                reusable: offered,
-                ..
-            } = *r;
-            give_back(conn, &endpoint, offered && reusable);
+            give_back(r.conn, &r.endpoint, r.reusable);
         }
     }
 
@@ -155,7 +153,7 @@ impl Body for PooledBody {
                         if *left == 0 {
                             // Returned now, not on the next poll: a server stops polling a
                             // body whose length it knows is complete.
-                            this.finish(true);
+                            this.finish();
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
@@ -163,7 +161,7 @@ impl Body for PooledBody {
                 Decode::Chunked(chunked) => match chunked.decode(&mut r.conn.read) {
                     Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     Ok(Decoded::Done) => {
-                        this.finish(true);
+                        this.finish();
                         return Poll::Ready(None);
                     }
                     Ok(Decoded::NeedMore) => {}
@@ -177,17 +175,14 @@ impl Body for PooledBody {
                 }
             }
             // Then the socket.
-            let read = &mut r.conn.read;
-            if read.capacity() - read.len() < READ_BUF / 8 {
-                read.reserve(READ_BUF);
-            }
+            make_room(&mut r.conn.read);
             match ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut r.conn.stream),
                 cx,
-                read
+                &mut r.conn.read
             )) {
                 Ok(0) if matches!(r.decode, Decode::Close) => {
-                    this.finish(false);
+                    this.finish();
                     return Poll::Ready(None);
                 }
                 Ok(0) => return this.fail(ClientError::ClosedMidBody),

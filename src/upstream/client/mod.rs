@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use http::header::HOST;
 use http::{HeaderValue, Method, Request, Response};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -113,10 +114,16 @@ impl Conn {
 
     /// Reads more of the response into `read`; `Ok(0)` is the server closing.
     async fn fill(&mut self) -> io::Result<usize> {
-        if self.read.capacity() - self.read.len() < READ_BUF / 8 {
-            self.read.reserve(READ_BUF);
-        }
+        make_room(&mut self.read);
         self.stream.read_buf(&mut self.read).await
+    }
+}
+
+/// Grows a read buffer by [`READ_BUF`] when less than an eighth of that is free: reads stay
+/// large, and the bytes already handed out (which share the buffer) are never moved.
+fn make_room(read: &mut BytesMut) {
+    if read.capacity() - read.len() < READ_BUF / 8 {
+        read.reserve(READ_BUF);
     }
 }
 
@@ -381,9 +388,7 @@ async fn exchange_streaming(
         if let Some(parsed) = parse_final(read, method, spans)? {
             return Ok((parsed, !sending && write_error.is_none()));
         }
-        if read.capacity() - read.len() < READ_BUF / 8 {
-            read.reserve(READ_BUF);
-        }
+        make_room(read);
         tokio::select! {
             biased;
             n = rx.read_buf(read) => match n {
@@ -413,9 +418,7 @@ async fn send_body(
         RequestFraming::Length(n) => Some(n),
         _ => None,
     };
-    while let Some(frame) =
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await
-    {
+    while let Some(frame) = body.frame().await {
         let frame = frame.map_err(ClientError::Body)?;
         let Ok(data) = frame.into_data() else {
             continue;
