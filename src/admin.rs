@@ -15,7 +15,6 @@ use crate::telemetry::metrics::Metrics;
 use tokio::time::Instant;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::proxy::body::ResponseBody;
 use crate::proxy::error::{json_error, json_response};
@@ -157,7 +156,7 @@ fn upstream_status(u: &Upstream, now: Instant) -> UpstreamStatus {
 impl Handler for Admin {
     fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<crate::server::ClientBody>,
         _peer: SocketAddr,
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
         let resp = match req.uri().path() {

@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
+
+use crate::server::ClientBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -18,7 +19,7 @@ pub enum BodyError {
     #[error("request body exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("reading the client's request body failed")]
-    Client(#[source] hyper::Error),
+    Client(#[source] BoxError),
 }
 
 pin_project_lite::pin_project! {
@@ -30,7 +31,7 @@ pin_project_lite::pin_project! {
     pub enum RequestBody {
         Streaming {
             #[pin]
-            inner: Incoming,
+            inner: ClientBody,
             remaining: u64,
             limit: u64,
         },
@@ -41,11 +42,17 @@ pin_project_lite::pin_project! {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64) -> Self {
-        Self::Streaming {
-            inner,
-            remaining: limit,
-            limit,
+    pub fn new(inner: ClientBody, limit: u64) -> Self {
+        match inner {
+            // A body that came whole with the head needs no counting: it is replayable as is.
+            ClientBody::Full(data) if data.as_ref().is_none_or(|d| d.len() as u64 <= limit) => {
+                Self::Buffered { data }
+            }
+            inner => Self::Streaming {
+                inner,
+                remaining: limit,
+                limit,
+            },
         }
     }
 

@@ -12,13 +12,13 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
 
 use self::body::{BodyError, RequestBody, ResponseBody, find_body_error};
 use self::error::ProxyError;
 use self::headers::X_REQUEST_ID;
 use crate::config::Config;
 use crate::routing::{RouteTable, normalize_path};
+use crate::server::ClientBody;
 use crate::telemetry::ErrorChain;
 use crate::telemetry::access::RequestRecord;
 use crate::telemetry::metrics::{Metrics, RouteLabels};
@@ -92,7 +92,11 @@ impl Gateway {
     }
 
     /// Proxies one request. Never fails: every error becomes the JSON answer a client expects.
-    pub async fn proxy(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    pub async fn proxy(
+        &self,
+        req: Request<ClientBody>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
         let start = tokio::time::Instant::now();
         let (mut head, body) = req.into_parts();
         let request_id = headers::ensure_request_id(&mut head.headers);
@@ -131,14 +135,14 @@ impl Gateway {
     async fn forward(
         &self,
         mut head: Parts,
-        body: Incoming,
+        body: ClientBody,
         peer: SocketAddr,
         record: &mut RequestRecord,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
-        // Conflicting framing (Content-Length with Transfer-Encoding) never gets here as such:
-        // hyper's parser applies RFC 9112 section 6.3 (chunked wins, Content-Length dropped,
-        // connection closed after the response), and we re-frame the body upstream ourselves,
-        // so a smuggled second request is never parsed by us or by a backend.
+        // Conflicting framing (Content-Length with Transfer-Encoding) never gets here: the
+        // listener refuses it (400, `server::http1::codec`; h2 has no such framing), and we
+        // re-frame the body upstream ourselves, so a smuggled second request is never parsed
+        // by us or by a backend.
         let path = normalize_path(head.uri.path())?;
         let (route, upstream) = self
             .routes

@@ -1,4 +1,6 @@
-//! The request-head deadline (slowloris guard), checked rather than scheduled.
+//! The request-head deadline (slowloris guard), checked rather than scheduled, for the
+//! connections hyper serves (h2c and the admin listener; our HTTP/1 server uses [`tick`] the
+//! same way).
 //!
 //! hyper arms its header-read timeout once per request: a boxed sleep registered with the
 //! runtime's timer wheel when the next head is awaited and removed when it arrives. Measured

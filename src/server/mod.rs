@@ -1,14 +1,21 @@
 //! Listeners, connections and graceful shutdown.
 //!
+//! The proxy listener speaks HTTP/1 with our own server ([`http1`]) and hands h2c connections
+//! to hyper; the admin listener is hyper's throughout. Both give their handler a
+//! [`ClientBody`], whoever read it.
+//!
 //! Shutdown follows Swarm's rolling update: the task is removed from DNS, then gets SIGTERM while
 //! clients still arrive for a few seconds. So on the signal we (1) turn /health to 503 and keep
 //! serving for `shutdown_drain`, telling every HTTP/1 client `Connection: close` and every HTTP/2
 //! client GOAWAY so they reconnect to another replica; (2) stop accepting; (3) let in-flight
 //! requests finish within `shutdown_timeout`.
 
+mod body;
 mod head_deadline;
 pub mod health;
+mod http1;
 mod lifecycle;
+mod rewind;
 pub mod workers;
 
 use std::convert::Infallible;
@@ -28,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use body::{ClientBody, ClientBodyError};
 pub use lifecycle::Lifecycle;
 use lifecycle::OnlyWhenWoken;
 pub use workers::Workers;
@@ -40,9 +48,12 @@ use crate::telemetry::ErrorChain;
 
 /// Something that answers requests on a listener.
 pub trait Handler: Send + Sync + 'static {
+    /// Who speaks HTTP on this handler's connections.
+    const PROTOCOLS: Protocols = Protocols::Hyper;
+
     fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static;
 }
@@ -68,9 +79,11 @@ pub struct Public {
 }
 
 impl Handler for Public {
+    const PROTOCOLS: Protocols = Protocols::Own;
+
     async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         peer: SocketAddr,
     ) -> Response<ResponseBody> {
         if req.uri().path() == health::PATH {
@@ -153,6 +166,7 @@ impl Server {
         let settings = Arc::new(ConnectionSettings {
             builder: connection_builder(&self.config),
             header_read_timeout: self.config.header_read_timeout,
+            max_header_size: self.config.max_header_size,
         });
         let tracker = TaskTracker::new();
         let stop_accepting = CancellationToken::new();
@@ -252,6 +266,15 @@ fn connection_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Who speaks HTTP on a listener's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// Our HTTP/1.1 server ([`http1`]), handing h2c connections to hyper (the proxy listener).
+    Own,
+    /// hyper's, for HTTP/1 and h2c alike (the admin listener: off the hot path).
+    Hyper,
+}
+
 async fn accept_loop<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
@@ -277,9 +300,12 @@ async fn accept_loop<H: Handler>(
                     requested: AtomicBool::new(false),
                 };
                 let conn = Arc::new(conn);
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "set_nodelay failed");
+                }
                 match &workers {
                     None => {
-                        tracker.spawn(serve_connection(stream, conn, settings.clone()));
+                        tracker.spawn(serve(stream, conn, settings.clone()));
                     }
                     Some(workers) => {
                         // The socket moves to the worker's own reactor.
@@ -294,7 +320,7 @@ async fn accept_loop<H: Handler>(
                         tracker.spawn_on(
                             async move {
                                 match TcpStream::from_std(stream) {
-                                    Ok(stream) => serve_connection(stream, conn, settings).await,
+                                    Ok(stream) => serve(stream, conn, settings).await,
                                     Err(e) => {
                                         tracing::warn!(error = %e, "worker cannot take a connection");
                                     }
@@ -324,26 +350,37 @@ struct Connection<H> {
     requested: AtomicBool,
 }
 
-/// How connections are served: hyper's builder, and the head deadline its HTTP/1 timer
-/// checks (which `serve_connection` must wake it for).
+/// How connections are served: hyper's builder, the head deadline (which hyper's HTTP/1
+/// timer checks and `serve_connection` must wake it for) and the head size limit.
 struct ConnectionSettings {
     builder: auto::Builder<TokioExecutor>,
     header_read_timeout: Duration,
+    max_header_size: usize,
 }
 
-async fn serve_connection<H: Handler>(
+async fn serve<H: Handler>(
     stream: TcpStream,
     conn: Arc<Connection<H>>,
     settings: Arc<ConnectionSettings>,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "set_nodelay failed");
+    match H::PROTOCOLS {
+        Protocols::Own => http1::serve(stream, conn, settings).await,
+        Protocols::Hyper => serve_connection(stream, conn, settings).await,
     }
+}
+
+/// A connection served by hyper: HTTP/1 or h2c, told apart by the preface.
+async fn serve_connection<H, I>(io: I, conn: Arc<Connection<H>>, settings: Arc<ConnectionSettings>)
+where
+    H: Handler,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = {
         let conn = conn.clone();
         service_fn(move |req: Request<Incoming>| {
             let conn = conn.clone();
             async move {
+                let req = req.map(ClientBody::from);
                 conn.requested.store(true, Ordering::Relaxed);
                 let http1 = req.version() < Version::HTTP_2;
                 if !http1 {
@@ -359,7 +396,7 @@ async fn serve_connection<H: Handler>(
             }
         })
     };
-    let served = settings.builder.serve_connection(TokioIo::new(stream), svc);
+    let served = settings.builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(served);
     let mut drain_seen = false;
     let mut draining = OnlyWhenWoken::new(conn.lifecycle.draining());

@@ -147,6 +147,29 @@ pub struct Span {
     value: (usize, usize),
 }
 
+impl Span {
+    /// Notes where each header field httparse found lies in `buf`, the buffer it parsed.
+    pub fn note_all(spans: &mut Vec<Span>, headers: &[httparse::Header<'_>], buf: &[u8]) {
+        let base = buf.as_ptr() as usize;
+        spans.extend(headers.iter().map(|h| {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            Span {
+                name: (name, name + h.name.len()),
+                value: (value, value + h.value.len()),
+            }
+        }));
+    }
+
+    /// The field, from the head split off the buffer: the value shares the head's memory.
+    /// `None` for a name or value the `http` crate refuses.
+    pub fn field(&self, head: &Bytes) -> Option<(HeaderName, HeaderValue)> {
+        let name = HeaderName::from_bytes(&head[self.name.0..self.name.1]).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(self.value.0..self.value.1)).ok()?;
+        Some((name, value))
+    }
+}
+
 /// Parses the response head at the start of `buf`. `Ok(None)`: not complete yet, read more.
 /// On success the head's bytes are taken off `buf`; header values share its memory.
 pub fn parse_response_head(
@@ -174,15 +197,7 @@ pub fn parse_response_head(
         if len > MAX_HEAD {
             return Err(ProtocolError::HeadTooLarge);
         }
-        let base = buf.as_ptr() as usize;
-        spans.extend(resp.headers.iter().map(|h| {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            Span {
-                name: (name, name + h.name.len()),
-                value: (value, value + h.value.len()),
-            }
-        }));
+        Span::note_all(spans, resp.headers, buf);
         let code = resp.code.unwrap_or(0);
         let version = resp.version.unwrap_or(1);
         // A backend's own reason phrase reaches the client as it was (hyper's server writes
@@ -210,10 +225,7 @@ pub fn parse_response_head(
     // up again afterwards cost more than the rest of the head's bookkeeping.
     let mut framing_headers = FramingHeaders::default();
     for span in spans.iter() {
-        let name = HeaderName::from_bytes(&raw[span.name.0..span.name.1])
-            .map_err(|_| ProtocolError::Header)?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(span.value.0..span.value.1))
-            .map_err(|_| ProtocolError::Header)?;
+        let (name, value) = span.field(&raw).ok_or(ProtocolError::Header)?;
         if framing_headers.note(&name, &value) {
             headers.append(name, value);
         }
@@ -266,9 +278,9 @@ impl FramingHeaders {
         if name == TRANSFER_ENCODING {
             self.transfer_encoding = true;
         } else if name == CONTENT_LENGTH {
-            for part in value.as_bytes().split(|&b| b == b',') {
+            for parsed in content_lengths(value) {
                 self.lengths += 1;
-                let parsed = parse_decimal(part.trim_ascii()).ok_or(ProtocolError::ContentLength);
+                let parsed = parsed.ok_or(ProtocolError::ContentLength);
                 self.length = Some(match (self.length.take(), parsed) {
                     (None, parsed) => parsed,
                     (Some(Ok(seen)), Ok(n)) if seen == n => Ok(n),
@@ -330,6 +342,28 @@ impl FramingHeaders {
 /// Chunked must be the last coding, and only once; without it, a response's body runs to
 /// the end of the connection.
 fn transfer_coding(headers: &HeaderMap) -> Result<Framing, ProtocolError> {
+    match transfer_codings(headers) {
+        Codings {
+            misplaced: true, ..
+        } => Err(ProtocolError::TransferEncoding),
+        Codings { chunked: true, .. } => Ok(Framing::Chunked),
+        Codings { .. } => Ok(Framing::Close),
+    }
+}
+
+/// The transfer codings a message lists across its `Transfer-Encoding` fields, as the
+/// framing rules of both directions need them (RFC 9112 section 6.1).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Codings {
+    /// `chunked` is listed, last and once.
+    pub chunked: bool,
+    /// `chunked` is listed somewhere else than last, or more than once.
+    pub misplaced: bool,
+    /// A coding other than `chunked` is listed.
+    pub other: bool,
+}
+
+pub fn transfer_codings(headers: &HeaderMap) -> Codings {
     let mut codings = headers
         .get_all(TRANSFER_ENCODING)
         .iter()
@@ -337,20 +371,26 @@ fn transfer_coding(headers: &HeaderMap) -> Result<Framing, ProtocolError> {
         .map(<[u8]>::trim_ascii)
         .filter(|c| !c.is_empty())
         .peekable();
-    let mut chunked = false;
+    let mut found = Codings::default();
     while let Some(coding) = codings.next() {
-        if coding.eq_ignore_ascii_case(b"chunked") {
-            if codings.peek().is_some() || chunked {
-                return Err(ProtocolError::TransferEncoding);
-            }
-            chunked = true;
+        if !coding.eq_ignore_ascii_case(b"chunked") {
+            found.other = true;
+        } else if codings.peek().is_some() || found.chunked {
+            found.misplaced = true;
+        } else {
+            found.chunked = true;
         }
     }
-    Ok(if chunked {
-        Framing::Chunked
-    } else {
-        Framing::Close
-    })
+    found
+}
+
+/// Each element of a `Content-Length` value ("5" or "5, 5"): its number, or `None` when it is
+/// not plain decimal digits.
+pub fn content_lengths(value: &HeaderValue) -> impl Iterator<Item = Option<u64>> + '_ {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(|part| parse_decimal(part.trim_ascii()))
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {

@@ -121,7 +121,7 @@ impl Conn {
 
 /// Grows a read buffer by [`READ_BUF`] when less than an eighth of that is free: reads stay
 /// large, and the bytes already handed out (which share the buffer) are never moved.
-fn make_room(read: &mut BytesMut) {
+pub(crate) fn make_room(read: &mut BytesMut) {
     if read.capacity() - read.len() < READ_BUF / 8 {
         read.reserve(READ_BUF);
     }
