@@ -458,6 +458,29 @@ async fn pipelined_and_chunked_requests_are_answered_in_order() {
     assert_eq!(seen[2].body, "xyz");
 }
 
+/// A head that arrives a few bytes at a time, across many reads, is served like any other.
+#[tokio::test]
+async fn a_head_dribbled_in_small_pieces_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, seen) = Upstream::recording("127.0.0.1:0").await;
+    let gw = Gateway::start(&config(&[up.addr], &[up.addr], "")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let req =
+        b"GET /api/icalink/dribbled HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\nConnection: close\r\n\r\n";
+    for piece in req.chunks(3) {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut reply))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert_eq!(seen.lock().unwrap()[0].uri.path(), "/api/icalink/dribbled");
+}
+
 /// `Expect: 100-continue`: the go-ahead comes when the proxy needs the body, and a request
 /// refused before that (no route) is answered without asking for the body.
 #[tokio::test]

@@ -192,28 +192,32 @@ async fn read_head<S: std::future::Future<Output = ()> + Unpin>(
     first: bool,
 ) -> HeadRead {
     let since = Instant::now();
+    // A pipelined head may be waiting already.
+    let mut complete_possible = !buf.is_empty();
     loop {
-        if first && !buf.is_empty() {
+        if complete_possible {
             let n = buf.len().min(H2_PREFACE.len());
-            if buf[..n] == H2_PREFACE[..n] {
+            if first && buf[..n] == H2_PREFACE[..n] {
                 if n == H2_PREFACE.len() {
                     return HeadRead::Http2;
                 }
             } else if let Some(head) = parse(buf, spans, settings) {
                 return head;
             }
-        } else if !buf.is_empty()
-            && let Some(head) = parse(buf, spans, settings)
-        {
-            return head;
+        } else if buf.len() > settings.max_header_size {
+            return HeadRead::Refused(RequestError::HeadTooLarge(settings.max_header_size));
         }
         make_room(buf);
+        let before = buf.len();
         tokio::select! {
             biased;
             read = stream.read_buf(buf) => match read {
                 // A partial head cut off by the client is not worth an answer.
                 Ok(0) | Err(_) => return HeadRead::Closed,
-                Ok(_) => {}
+                // Why parse only after a line end arrived: a head ends with one, and a client
+                // sending a large head a few bytes at a time would otherwise have the whole
+                // buffer parsed again for every few bytes (quadratic work for it to ask of us).
+                Ok(_) => complete_possible = buf[before..].contains(&b'\n'),
             },
             () = &mut *tick => {
                 if since.elapsed() >= settings.header_read_timeout {
