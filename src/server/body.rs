@@ -41,8 +41,9 @@ impl From<Incoming> for ClientBody {
 pub enum ClientBodyError {
     #[error("the client closed the connection in the middle of the request body")]
     Closed,
-    #[error("reading the request body failed")]
-    Read(#[source] std::io::Error),
+    /// Reading the body, or writing the `100 Continue` that asks for it.
+    #[error("the client connection failed during the request body")]
+    Io(#[source] std::io::Error),
     #[error("malformed chunked request body")]
     Chunked(#[source] ProtocolError),
     #[error("the connection stopped reading the request body")]

@@ -18,7 +18,9 @@ use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
-use crate::upstream::client::codec::{Codings, Span, content_lengths, transfer_codings};
+use crate::upstream::client::codec::{
+    Codings, ConnectionOptions, Span, content_lengths, transfer_codings,
+};
 
 /// Most header lines in one request head (hyper's default, and our client's for responses).
 const MAX_HEADERS: usize = 100;
@@ -214,21 +216,10 @@ impl Seen {
         } else if name == TRANSFER_ENCODING {
             self.transfer_encoding = true;
         } else if name == CONNECTION {
-            let mut only_management = true;
-            for token in value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .map(<[u8]>::trim_ascii)
-            {
-                if token.eq_ignore_ascii_case(b"close") {
-                    self.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    self.keep_alive = true;
-                } else if !token.is_empty() {
-                    only_management = false;
-                }
-            }
-            return Ok(!only_management);
+            let options = ConnectionOptions::of(value);
+            self.close |= options.close;
+            self.keep_alive |= options.keep_alive;
+            return Ok(options.others);
         } else if name == EXPECT {
             if value.as_bytes().eq_ignore_ascii_case(b"100-continue") {
                 self.expect_continue = true;
@@ -403,11 +394,10 @@ pub fn encode_response_head(
 /// Whether a response's own headers ask for the connection to close (the proxy's 413 does:
 /// the unread body is still on the wire).
 pub fn asks_to_close(headers: &HeaderMap) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| ConnectionOptions::of(v).close)
 }
 
 /// The size line of one chunk.

@@ -50,10 +50,8 @@ use crate::proxy::body::ResponseBody;
 use crate::proxy::error::json_error;
 use crate::telemetry::ErrorChain;
 use crate::upstream::client::codec::{Chunked, Decoded, Span};
-use crate::upstream::client::make_room;
+use crate::upstream::client::{READ_BUF, make_room};
 
-/// A new connection's read buffer (it grows as the upstream client's do, `make_room`).
-const READ_BUF: usize = 8 * 1024;
 /// Response bytes gathered into one write; a larger body piece is written on its own.
 const WRITE_COALESCE: usize = 16 * 1024;
 /// Pieces of a streamed request body in flight between the connection and the proxy.
@@ -149,7 +147,7 @@ pub(super) async fn serve<H: Handler>(
                         resp = &mut handling => break resp,
                         read = &mut pumping, if !pumping_done => {
                             pumping_done = true;
-                            body_read = read.is_ok();
+                            body_read = read;
                         }
                     }
                 };
@@ -242,14 +240,31 @@ fn parse(
     }
 }
 
-/// Reads a request body off the connection and passes it to the proxy, piece by piece.
-/// `Ok` once the whole body is read (the connection may carry another request); an error when
-/// the client failed or the proxy stopped reading.
+/// Reads a request body off the connection and passes it to the proxy, piece by piece; why
+/// it stopped short, if it did, goes to the proxy too. True once the whole body is read (the
+/// connection may carry another request).
 async fn pump_body(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     framing: BodyFraming,
     tx: mpsc::Sender<Result<Piece, ClientBodyError>>,
+    go_ahead: Option<Arc<Notify>>,
+) -> bool {
+    match read_body(stream, buf, framing, &tx, go_ahead).await {
+        Ok(()) => true,
+        Err(e) => {
+            // Fails only when the proxy stopped reading, and then nobody needs to know.
+            let _ = tx.send(Err(e)).await;
+            false
+        }
+    }
+}
+
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    framing: BodyFraming,
+    tx: &mpsc::Sender<Result<Piece, ClientBodyError>>,
     go_ahead: Option<Arc<Notify>>,
 ) -> Result<(), ClientBodyError> {
     if let Some(go) = go_ahead {
@@ -259,7 +274,7 @@ async fn pump_body(
             stream
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .await
-                .map_err(ClientBodyError::Read)?;
+                .map_err(ClientBodyError::Io)?;
         }
     }
     let mut remaining = match framing {
@@ -281,10 +296,7 @@ async fn pump_body(
                 Ok(Decoded::Data(data)) => Some(Piece::Data(data)),
                 Ok(Decoded::Done) => Some(Piece::End),
                 Ok(Decoded::NeedMore) => None,
-                Err(e) => {
-                    let _ = tx.send(Err(ClientBodyError::Chunked(e.clone()))).await;
-                    return Err(ClientBodyError::Chunked(e));
-                }
+                Err(e) => return Err(ClientBodyError::Chunked(e)),
             },
         };
         match piece {
@@ -300,16 +312,9 @@ async fn pump_body(
             None => {
                 make_room(buf);
                 match stream.read_buf(buf).await {
-                    Ok(0) => {
-                        let _ = tx.send(Err(ClientBodyError::Closed)).await;
-                        return Err(ClientBodyError::Closed);
-                    }
+                    Ok(0) => return Err(ClientBodyError::Closed),
                     Ok(_) => {}
-                    Err(e) => {
-                        let kind = e.kind();
-                        let _ = tx.send(Err(ClientBodyError::Read(e))).await;
-                        return Err(ClientBodyError::Read(kind.into()));
-                    }
+                    Err(e) => return Err(ClientBodyError::Io(e)),
                 }
             }
         }
@@ -353,6 +358,12 @@ async fn respond(
     match written {
         Ok(()) => !close,
         Err(e) => {
+            if !matches!(e, WriteError::Io(_)) {
+                // What was gathered still goes out: the client sees a response cut short (its
+                // framing tells it so), not a connection closed with no answer at all, which
+                // a client may take as "never sent" and send again.
+                let _ = flush(stream, out).await;
+            }
             tracing::debug!(error = %ErrorChain(&e), "response not completed; closing the connection");
             false
         }
@@ -390,13 +401,7 @@ async fn write_body(
         };
         let data = match frame {
             None => break,
-            Some(Err(e)) => {
-                // What was gathered still goes out: the client sees a response cut short (its
-                // framing tells it so), not a connection closed with no answer at all, which
-                // a client may take as "never sent" and send again.
-                let _ = flush(stream, out).await;
-                return Err(WriteError::Body(e));
-            }
+            Some(Err(e)) => return Err(WriteError::Body(e)),
             // Trailers are not forwarded (README).
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
@@ -408,7 +413,6 @@ async fn write_body(
         }
         sent += data.len() as u64;
         if length.is_some_and(|n| sent > n) {
-            let _ = flush(stream, out).await;
             return Err(WriteError::Length);
         }
         if chunked {
@@ -420,7 +424,6 @@ async fn write_body(
         }
     }
     if length.is_some_and(|n| sent != n) {
-        let _ = flush(stream, out).await;
         return Err(WriteError::Length);
     }
     if chunked {

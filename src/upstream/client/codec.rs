@@ -263,9 +263,33 @@ struct FramingHeaders {
     close: bool,
 }
 
-/// Whether a connection option is one this client acts on itself.
-fn is_connection_management(token: &[u8]) -> bool {
-    token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
+/// What one `Connection` field value says: the two options both sides of the gateway act on
+/// themselves, and whether it names anything else (other headers to strip as hop-by-hop).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub others: bool,
+}
+
+impl ConnectionOptions {
+    pub fn of(value: &HeaderValue) -> Self {
+        let mut found = Self::default();
+        for token in value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+        {
+            if token.eq_ignore_ascii_case(b"close") {
+                found.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                found.keep_alive = true;
+            } else if !token.is_empty() {
+                found.others = true;
+            }
+        }
+        found
+    }
 }
 
 impl FramingHeaders {
@@ -288,16 +312,9 @@ impl FramingHeaders {
                 });
             }
         } else if name == CONNECTION {
-            let mut only_management = true;
-            for token in value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .map(<[u8]>::trim_ascii)
-            {
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                only_management &= token.is_empty() || is_connection_management(token);
-            }
-            return !only_management;
+            let options = ConnectionOptions::of(value);
+            self.close |= options.close;
+            return options.others;
         }
         true
     }

@@ -71,7 +71,7 @@ impl ClientError {
 }
 
 /// Bytes read per read call, at least (the buffer grows by this much when it runs low).
-const READ_BUF: usize = 8 * 1024;
+pub(crate) const READ_BUF: usize = 8 * 1024;
 /// Buffered request bodies up to this size go out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
 
