@@ -712,12 +712,14 @@ async fn an_answer_before_the_upload_ends_reaches_the_client_and_its_connection_
     );
 }
 
-/// A backend's own reason phrase ("299 Checked In") reaches the client as the backend wrote it.
-#[tokio::test]
-async fn a_custom_reason_phrase_passes_through() {
+/// An upstream on a bare socket that answers each request head with `answer(head)`: for
+/// exact bytes that hyper's server would normalise (name case, reason phrases).
+fn raw_upstream(answer: fn(&[u8]) -> Vec<u8>) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -726,9 +728,8 @@ async fn a_custom_reason_phrase_passes_through() {
                 while let Ok(n @ 1..) = s.read(&mut chunk).await {
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let answer = b"HTTP/1.1 299 Checked In\r\ncontent-length: 2\r\n\r\nok";
-                        if s.write_all(answer).await.is_err() {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        if s.write_all(&answer(&head)).await.is_err() {
                             return;
                         }
                     }
@@ -736,6 +737,13 @@ async fn a_custom_reason_phrase_passes_through() {
             });
         }
     });
+    addr
+}
+
+/// A backend's own reason phrase ("299 Checked In") reaches the client as the backend wrote it.
+#[tokio::test]
+async fn a_custom_reason_phrase_passes_through() {
+    let addr = raw_upstream(|_| b"HTTP/1.1 299 Checked In\r\ncontent-length: 2\r\n\r\nok".to_vec());
     let gw = Gateway::start(&config(&[addr], &[addr], "")).await;
     let reply = raw_exchange(
         gw.addr,
@@ -745,6 +753,80 @@ async fn a_custom_reason_phrase_passes_through() {
     .await;
     assert!(reply.starts_with("HTTP/1.1 299 Checked In\r\n"), "{reply}");
     assert!(reply.ends_with("ok"), "{reply}");
+}
+
+/// An upstream's header fields reach an HTTP/1 client as written (name case, order, repeats)
+/// and an h2c client as the same fields; hop-by-hop ones reach neither; the upstream's own
+/// request id is kept, not doubled; a HEAD answer keeps the length the upstream announced.
+#[tokio::test]
+async fn upstream_header_fields_pass_through_as_written() {
+    let addr = raw_upstream(|head| {
+        let fields = "HTTP/1.1 200 OK\r\nX-Request-ID: up-7\r\nSet-Cookie: a=1\r\n\
+             Connection: keep-alive, X-Up-Hop\r\nX-Up-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
+             Content-Type: text/plain\r\nset-cookie: b=2\r\nContent-Length: 2\r\n\r\n";
+        let body = if head.starts_with(b"HEAD ") { "" } else { "ok" };
+        format!("{fields}{body}").into_bytes()
+    });
+    let gw = Gateway::start(&config(&[addr], &[addr], "")).await;
+    let exchange = |method: &str| {
+        let request =
+            format!("{method} /api/icalink/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+        async move { raw_exchange(gw.addr, request.as_bytes(), Duration::from_secs(10)).await }
+    };
+
+    let reply = exchange("GET").await;
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "ok");
+    let ours = |l: &&str| {
+        ["date:", "connection:", "content-length:"]
+            .iter()
+            .any(|p| l.starts_with(p))
+    };
+    let fields: Vec<&str> = head.lines().skip(1).filter(|l| !ours(l)).collect();
+    assert_eq!(
+        fields,
+        [
+            "X-Request-ID: up-7",
+            "Set-Cookie: a=1",
+            "Content-Type: text/plain",
+            "set-cookie: b=2"
+        ],
+        "{reply}"
+    );
+    assert!(head.contains("\r\ncontent-length: 2\r\n"), "{reply}");
+
+    let reply = exchange("HEAD").await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("\r\ncontent-length: 2\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n"), "no body after HEAD: {reply}");
+
+    let h2: hyper_util::client::legacy::Client<_, TestBody> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let resp = h2
+        .request(
+            Request::get(gw.url("/api/icalink/x"))
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let h = resp.headers().clone();
+    assert_eq!(body_bytes(resp).await, "ok");
+    assert_eq!(
+        h.get_all("set-cookie").iter().collect::<Vec<_>>(),
+        ["a=1", "b=2"]
+    );
+    assert_eq!(
+        h.get_all("x-request-id").iter().collect::<Vec<_>>(),
+        ["up-7"]
+    );
+    assert_eq!(h["content-type"], "text/plain");
+    for hop in ["x-up-hop", "keep-alive", "connection"] {
+        assert!(!h.contains_key(hop), "{hop} reached the h2 client: {h:?}");
+    }
 }
 
 #[tokio::test]

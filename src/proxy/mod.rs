@@ -22,6 +22,7 @@ use crate::server::ClientBody;
 use crate::telemetry::ErrorChain;
 use crate::telemetry::access::RequestRecord;
 use crate::telemetry::metrics::{Metrics, RouteLabels};
+use crate::upstream::client::RawHeaders;
 use crate::upstream::protect::UpstreamBody;
 use crate::upstream::{BuildError, Trace, Upstream};
 
@@ -108,10 +109,18 @@ impl Gateway {
                 .then(|| (head.uri.path(), request_id.clone())),
         );
         let mut resp = match self.forward(head, body, peer, &mut record).await {
-            Ok(mut resp) => {
-                resp.headers_mut().entry(X_REQUEST_ID).or_insert(request_id);
+            Ok(resp) => {
+                let (mut head, body) = resp.into_parts();
+                if !headers::response_has(&head, &X_REQUEST_ID) {
+                    match head.extensions.get_mut::<RawHeaders>() {
+                        Some(raw) => raw.add(X_REQUEST_ID, request_id),
+                        None => {
+                            head.headers.insert(X_REQUEST_ID, request_id);
+                        }
+                    }
+                }
                 // The upstream body is boxed once, inside the record (not before it too).
-                return record.attach(resp);
+                return record.attach(Response::from_parts(head, body));
             }
             Err(err) => {
                 let status = err.status();
@@ -191,6 +200,9 @@ impl Gateway {
             Ok(resp) => {
                 let (mut head, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut head.headers);
+                if let Some(raw) = head.extensions.get_mut::<RawHeaders>() {
+                    headers::strip_hop_by_hop_raw(raw);
+                }
                 // The upstream's HTTP version describes its connection to us, not ours to the
                 // client (an HTTP/1.0 backend must not downgrade a keep-alive client).
                 head.version = Version::HTTP_11;

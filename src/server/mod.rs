@@ -45,6 +45,7 @@ use crate::config::{Config, ServerConfig};
 use crate::proxy::Gateway;
 use crate::proxy::body::ResponseBody;
 use crate::telemetry::ErrorChain;
+use crate::upstream::client::RawHeaders;
 
 /// Something that answers requests on a listener.
 pub trait Handler: Send + Sync + 'static {
@@ -387,6 +388,10 @@ where
                     conn.is_h2.store(true, Ordering::Relaxed);
                 }
                 let mut resp = conn.handler.clone().handle(req, conn.peer).await;
+                // hyper writes only what is in the map.
+                if let Some(raw) = resp.extensions_mut().remove::<RawHeaders>() {
+                    raw.append_to(resp.headers_mut());
+                }
                 if http1 && conn.lifecycle.is_draining() {
                     // hyper closes the connection after a response that says so.
                     resp.headers_mut()

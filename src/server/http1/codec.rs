@@ -15,9 +15,10 @@ use std::mem::MaybeUninit;
 use std::time::SystemTime;
 
 use bytes::BytesMut;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
+use crate::upstream::client::RawHeaders;
 use crate::upstream::client::codec::{
     Codings, ConnectionOptions, Span, content_lengths, transfer_codings,
 };
@@ -205,7 +206,7 @@ impl Seen {
         if name == HOST {
             self.hosts += 1;
         } else if name == CONTENT_LENGTH {
-            for n in content_lengths(value) {
+            for n in content_lengths(value.as_bytes()) {
                 let n = n.ok_or(RequestError::ContentLength)?;
                 if self.length.is_some_and(|seen| seen != n) {
                     return Err(RequestError::ContentLength);
@@ -216,7 +217,7 @@ impl Seen {
         } else if name == TRANSFER_ENCODING {
             self.transfer_encoding = true;
         } else if name == CONNECTION {
-            let options = ConnectionOptions::of(value);
+            let options = ConnectionOptions::of(value.as_bytes());
             self.close |= options.close;
             self.keep_alive |= options.keep_alive;
             return Ok(options.others);
@@ -256,7 +257,12 @@ impl Seen {
 /// Chunked must be the last coding and appear once; any other coding is one we would have
 /// to undo before the body means anything to a backend, which we do not: 501.
 fn transfer_coding(headers: &HeaderMap) -> Result<BodyFraming, RequestError> {
-    match transfer_codings(headers) {
+    match transfer_codings(
+        headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    ) {
         Codings {
             misplaced: true, ..
         } => Err(RequestError::ChunkedNotLast),
@@ -357,23 +363,42 @@ pub fn encode_response_head(
     }
     let keep_length = framing == ResponseFraming::Bodiless;
     let mut has_date = false;
-    for (name, value) in &parts.headers {
-        if name == CONNECTION
-            || name == TRANSFER_ENCODING
-            || (name == CONTENT_LENGTH && !keep_length)
+    let mut has_length = false;
+    // An upstream's fields come as it sent them (`RawHeaders`); ours are in the map.
+    let raw = parts.extensions.get::<RawHeaders>();
+    let map = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+    for (name, value) in map.chain(raw.into_iter().flat_map(RawHeaders::iter)) {
+        if name.eq_ignore_ascii_case(b"connection")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
         {
             continue;
         }
-        has_date |= name == DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if !keep_length {
+                continue;
+            }
+            has_length = true;
+        }
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
         with_date(|d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
+    }
+    // A HEAD, 204 or 304 answer keeps the length the upstream announced.
+    if keep_length
+        && !has_length
+        && let Some(n) = raw.and_then(RawHeaders::content_length)
+    {
+        let _ = write!(out, "content-length: {n}\r\n");
     }
     match framing {
         ResponseFraming::Bodiless | ResponseFraming::Close => {}
@@ -397,7 +422,7 @@ pub fn asks_to_close(headers: &HeaderMap) -> bool {
     headers
         .get_all(CONNECTION)
         .iter()
-        .any(|v| ConnectionOptions::of(v).close)
+        .any(|v| ConnectionOptions::of(v.as_bytes()).close)
 }
 
 /// The size line of one chunk.

@@ -12,8 +12,10 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+
+use super::raw::{Field, Fields, RawHeaders};
 
 /// Largest response head we read: the same as the default `max_header_size` for requests.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -33,8 +35,6 @@ pub enum ProtocolError {
     HeadTooLarge,
     #[error("invalid status code {0}")]
     Status(u16),
-    #[error("invalid header field")]
-    Header,
     #[error("invalid or conflicting Content-Length")]
     ContentLength,
     #[error("Transfer-Encoding together with Content-Length")]
@@ -161,6 +161,14 @@ impl Span {
         }));
     }
 
+    pub fn name(&self) -> std::ops::Range<usize> {
+        self.name.0..self.name.1
+    }
+
+    pub fn value(&self) -> std::ops::Range<usize> {
+        self.value.0..self.value.1
+    }
+
     /// The field, from the head split off the buffer: the value shares the head's memory.
     /// `None` for a name or value the `http` crate refuses.
     pub fn field(&self, head: &Bytes) -> Option<(HeaderName, HeaderValue)> {
@@ -220,19 +228,18 @@ pub fn parse_response_head(
     }
     let status = StatusCode::from_u16(code).map_err(|_| ProtocolError::Status(code))?;
     let raw = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    // What framing and reuse depend on, noted as the map is built: looking the same headers
-    // up again afterwards cost more than the rest of the head's bookkeeping.
+    // What framing and reuse depend on, noted in the one pass over the fields.
     let mut framing_headers = FramingHeaders::default();
+    let mut fields = Fields::with_capacity(count);
     for span in spans.iter() {
-        let (name, value) = span.field(&raw).ok_or(ProtocolError::Header)?;
-        if framing_headers.note(&name, &value) {
-            headers.append(name, value);
+        if framing_headers.note(&raw[span.name()], &raw[span.value()]) {
+            fields.push(Field::new(span.name(), span.value()));
         }
     }
     let http10 = version == 0;
-    let framing = framing_headers.framing(&mut headers, status, request_method, http10)?;
+    let framing = framing_headers.framing(&raw, &fields, status, request_method, http10)?;
     let keep_alive = !http10 && !framing_headers.close;
+    let content_length = framing_headers.length.and_then(Result::ok);
     let (mut head, ()) = Response::new(()).into_parts();
     head.status = status;
     head.version = if http10 {
@@ -240,7 +247,8 @@ pub fn parse_response_head(
     } else {
         Version::HTTP_11
     };
-    head.headers = headers;
+    head.extensions
+        .insert(RawHeaders::new(raw, fields, content_length));
     if let Some(reason) = reason {
         head.extensions.insert(reason);
     }
@@ -273,13 +281,9 @@ pub struct ConnectionOptions {
 }
 
 impl ConnectionOptions {
-    pub fn of(value: &HeaderValue) -> Self {
+    pub fn of(value: &[u8]) -> Self {
         let mut found = Self::default();
-        for token in value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .map(<[u8]>::trim_ascii)
-        {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             if token.eq_ignore_ascii_case(b"close") {
                 found.close = true;
             } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -298,10 +302,12 @@ impl FramingHeaders {
     /// which this client manages (nginx and Node send one with every response, and the proxy
     /// would only remove it again). One that names other headers is kept, so that the proxy
     /// removes those too.
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> bool {
-        if name == TRANSFER_ENCODING {
+    /// `Content-Length` is used up too: it is kept as a number, and the listener frames the
+    /// body itself.
+    fn note(&mut self, name: &[u8], value: &[u8]) -> bool {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.transfer_encoding = true;
-        } else if name == CONTENT_LENGTH {
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             for parsed in content_lengths(value) {
                 self.lengths += 1;
                 let parsed = parsed.ok_or(ProtocolError::ContentLength);
@@ -311,7 +317,8 @@ impl FramingHeaders {
                     _ => Err(ProtocolError::ContentLength),
                 });
             }
-        } else if name == CONNECTION {
+            return false;
+        } else if name.eq_ignore_ascii_case(b"connection") {
             let options = ConnectionOptions::of(value);
             self.close |= options.close;
             return options.others;
@@ -319,11 +326,12 @@ impl FramingHeaders {
         true
     }
 
-    /// RFC 9112 section 6.3, strictly. A list of identical Content-Lengths ("5, 5") is folded
-    /// into one value so the client sees a single, valid header.
+    /// RFC 9112 section 6.3, strictly. A list of identical Content-Lengths ("5, 5") is one
+    /// length: the client sees a single, valid header.
     fn framing(
         &self,
-        headers: &mut HeaderMap,
+        head: &[u8],
+        fields: &[Field],
         status: StatusCode,
         method: &Method,
         http10: bool,
@@ -341,25 +349,24 @@ impl FramingHeaders {
             if self.length.is_some() {
                 return Err(ProtocolError::TransferEncodingWithLength);
             }
-            return transfer_coding(headers);
+            let values = fields
+                .iter()
+                .filter(|f| head[f.name()].eq_ignore_ascii_case(b"transfer-encoding"))
+                .map(|f| &head[f.value()]);
+            return transfer_coding(values);
         }
         match &self.length {
             None => Ok(Framing::Close),
             Some(Err(e)) => Err(e.clone()),
-            Some(Ok(n)) => {
-                if self.lengths > 1 {
-                    headers.insert(CONTENT_LENGTH, HeaderValue::from(*n));
-                }
-                Ok(Framing::Length(*n))
-            }
+            Some(Ok(n)) => Ok(Framing::Length(*n)),
         }
     }
 }
 
 /// Chunked must be the last coding, and only once; without it, a response's body runs to
 /// the end of the connection.
-fn transfer_coding(headers: &HeaderMap) -> Result<Framing, ProtocolError> {
-    match transfer_codings(headers) {
+fn transfer_coding<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Framing, ProtocolError> {
+    match transfer_codings(values) {
         Codings {
             misplaced: true, ..
         } => Err(ProtocolError::TransferEncoding),
@@ -380,11 +387,9 @@ pub struct Codings {
     pub other: bool,
 }
 
-pub fn transfer_codings(headers: &HeaderMap) -> Codings {
-    let mut codings = headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+pub fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Codings {
+    let mut codings = values
+        .flat_map(|v| v.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|c| !c.is_empty())
         .peekable();
@@ -403,9 +408,8 @@ pub fn transfer_codings(headers: &HeaderMap) -> Codings {
 
 /// Each element of a `Content-Length` value ("5" or "5, 5"): its number, or `None` when it is
 /// not plain decimal digits.
-pub fn content_lengths(value: &HeaderValue) -> impl Iterator<Item = Option<u64>> + '_ {
+pub fn content_lengths(value: &[u8]) -> impl Iterator<Item = Option<u64>> + '_ {
     value
-        .as_bytes()
         .split(|&b| b == b',')
         .map(|part| parse_decimal(part.trim_ascii()))
 }
@@ -643,8 +647,12 @@ mod tests {
         assert_eq!(p.head.status, StatusCode::OK);
         assert_eq!(p.framing, Framing::Length(5));
         assert!(p.keep_alive);
-        assert_eq!(p.head.headers["x-custom"], "a b");
-        assert_eq!(p.head.headers.get_all("set-cookie").iter().count(), 2);
+        let raw = p.head.extensions.get::<RawHeaders>().unwrap();
+        assert_eq!(raw.values("x-custom").collect::<Vec<_>>(), [b"a b"]);
+        assert_eq!(raw.values("set-cookie").count(), 2);
+        // The length is a number now, the listener frames the body itself.
+        assert!(!raw.contains("content-length"));
+        assert_eq!(raw.content_length(), Some(5));
     }
 
     #[test]
@@ -757,7 +765,11 @@ mod tests {
             &Method::GET,
         );
         assert_eq!(p.framing, Framing::Length(4));
-        let lengths: Vec<_> = p.head.headers.get_all(CONTENT_LENGTH).iter().collect();
+        let raw = p.head.extensions.get::<RawHeaders>().unwrap();
+        assert_eq!(raw.content_length(), Some(4));
+        let mut map = HeaderMap::new();
+        raw.append_to(&mut map);
+        let lengths: Vec<_> = map.get_all(CONTENT_LENGTH).iter().collect();
         assert_eq!(lengths, ["4"]);
     }
 
@@ -822,10 +834,9 @@ mod tests {
         let kept = |raw: &str| {
             final_head(raw, &Method::GET)
                 .head
-                .headers
-                .get_all(CONNECTION)
-                .iter()
-                .count()
+                .extensions
+                .get::<RawHeaders>()
+                .map_or(0, |r| r.values("connection").count())
         };
         assert_eq!(
             kept("HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"),
