@@ -98,7 +98,7 @@ impl Gateway {
         req: Request<ClientBody>,
         peer: SocketAddr,
     ) -> Response<ResponseBody> {
-        let start = tokio::time::Instant::now();
+        let start = crate::clock::now();
         let (mut head, body) = req.into_parts();
         let request_id = headers::ensure_request_id(&mut head.headers);
         let mut record = RequestRecord::new(

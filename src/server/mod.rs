@@ -41,6 +41,7 @@ use lifecycle::OnlyWhenWoken;
 pub use workers::Workers;
 
 use crate::admin::Admin;
+use crate::clock;
 use crate::config::{Config, ServerConfig};
 use crate::proxy::Gateway;
 use crate::proxy::body::ResponseBody;
@@ -306,7 +307,7 @@ async fn accept_loop<H: Handler>(
                 }
                 match &workers {
                     None => {
-                        tracker.spawn(serve(stream, conn, settings.clone()));
+                        tracker.spawn(clock::Scoped::new(serve(stream, conn, settings.clone())));
                     }
                     Some(workers) => {
                         // The socket moves to the worker's own reactor.
@@ -319,14 +320,14 @@ async fn accept_loop<H: Handler>(
                         };
                         let settings = settings.clone();
                         tracker.spawn_on(
-                            async move {
+                            clock::Scoped::new(async move {
                                 match TcpStream::from_std(stream) {
                                     Ok(stream) => serve(stream, conn, settings).await,
                                     Err(e) => {
                                         tracing::warn!(error = %e, "worker cannot take a connection");
                                     }
                                 }
-                            },
+                            }),
                             workers.next(),
                         );
                     }

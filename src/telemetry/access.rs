@@ -127,7 +127,7 @@ impl Drop for RequestRecord {
 
 impl Inner {
     fn finish(self, bytes: u64, outcome: &'static str) {
-        let elapsed = self.start.elapsed();
+        let elapsed = crate::clock::now().saturating_duration_since(self.start);
         self.metrics.in_flight().decrement(1.0);
         if self.status != CLIENT_CLOSED {
             self.metrics

@@ -12,6 +12,7 @@ use super::client::{Client, ClientError};
 use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
 use super::{Exchange, Trace, UpstreamError};
+use crate::clock;
 use crate::proxy::body::{RequestBody, find_body_error};
 use crate::telemetry::metrics::AttemptOutcome;
 
@@ -72,7 +73,7 @@ impl Exchange for Balance {
         req: &mut Request<RequestBody>,
         trace: &mut Trace,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        let now = Instant::now();
+        let now = clock::now();
         let endpoint = {
             let snapshot = self.shared.snapshot();
             match &trace.tried {
@@ -105,7 +106,7 @@ impl Exchange for Balance {
         let fut = self.client.send(&endpoint, req);
         let in_flight = InFlight::start(&endpoint, now);
         let result = match attempt_timeout {
-            Some(limit) => match tokio::time::timeout(limit, fut).await {
+            Some(limit) => match tokio::time::timeout_at(now + limit, fut).await {
                 Ok(r) => r.map_err(|source| client_error(&endpoint, source)),
                 Err(_) => Err(UpstreamError::AttemptTimeout {
                     endpoint: endpoint.authority().clone(),
@@ -114,7 +115,7 @@ impl Exchange for Balance {
             },
             None => fut.await.map_err(|source| client_error(&endpoint, source)),
         };
-        in_flight.complete(Instant::now());
+        in_flight.complete(clock::now());
         let metrics = self.shared.metrics();
         let outcome = match &result {
             Ok(resp) if is_failure_status(resp.status()) => {

@@ -265,7 +265,7 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.completed {
-            self.load.observe(self.started, Instant::now());
+            self.load.observe(self.started, crate::clock::now());
         }
         self.load.end(self.started);
     }

@@ -23,6 +23,7 @@ use tower::Layer;
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
 use super::client::PooledBody;
 use super::{Exchange, Trace, UpstreamError};
+use crate::clock;
 use crate::config::BreakerConfig;
 use crate::proxy::body::{BoxError, RequestBody, find_body_error};
 use crate::telemetry::metrics::UpstreamMetrics;
@@ -69,7 +70,7 @@ impl BreakerHandle {
             // A poisoned lock means a panic elsewhere; fail open rather than block traffic.
             return Admission::Allowed { trial: false };
         };
-        let (admission, transition) = b.admit(Instant::now());
+        let (admission, transition) = b.admit(clock::now());
         drop(b);
         if let Some(t) = transition {
             self.log(&t);
@@ -81,7 +82,7 @@ impl BreakerHandle {
         let Ok(mut b) = self.breaker.lock() else {
             return;
         };
-        let transition = b.record(outcome, trial, Instant::now());
+        let transition = b.record(outcome, trial, clock::now());
         drop(b);
         if let Some(t) = transition {
             self.log(&t);
@@ -186,7 +187,7 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
         let timeout = self.layer.timeout;
         // One timer for the whole exchange: it bounds the wait for the headers, then moves
         // into the body and bounds the rest (a timer costs more than the box).
-        let mut deadline = Box::pin(tokio::time::sleep(timeout));
+        let mut deadline = Box::pin(tokio::time::sleep_until(clock::now() + timeout));
         let result = tokio::select! {
             biased;
             r = self.inner.exchange(req, trace) => r,

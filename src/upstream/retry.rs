@@ -15,6 +15,7 @@ use tower::Layer;
 
 use super::client::PooledBody;
 use super::{Exchange, Trace, UpstreamError};
+use crate::clock;
 use crate::config::RetryConfig;
 use crate::proxy::body::{RequestBody, find_body_error};
 use crate::telemetry::metrics::UpstreamMetrics;
@@ -253,7 +254,7 @@ async fn run<S: Exchange<Body = PooledBody>>(
     req: &mut Request<RequestBody>,
     trace: &mut Trace,
 ) -> Result<Response<PooledBody>, UpstreamError> {
-    policy.budget.deposit(Instant::now());
+    policy.budget.deposit(clock::now());
     if policy.max_retries > 0 && !req.body().is_replayable() {
         // Boxed: buffering a body is the rare case, and its state would otherwise make
         // every request's future larger (and every move of it costlier).
@@ -278,7 +279,7 @@ async fn run<S: Exchange<Body = PooledBody>>(
         if !retry_possible || !is_retryable(&method, failure, &policy.retry_statuses) {
             return result;
         }
-        if !policy.budget.withdraw(Instant::now()) {
+        if !policy.budget.withdraw(clock::now()) {
             policy.metrics.budget_exhausted();
             tracing::debug!(upstream = %policy.name, "retry budget exhausted");
             return result;

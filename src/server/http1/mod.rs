@@ -39,13 +39,13 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
 
 use self::codec::{BodyFraming, Persistence, RequestError, RequestHead, ResponseFraming};
 use super::body::{ClientBody, ClientBodyError, Piece, Streamed};
 use super::lifecycle::OnlyWhenWoken;
 use super::rewind::Rewind;
 use super::{Connection, ConnectionSettings, Handler, head_deadline};
+use crate::clock;
 use crate::proxy::body::ResponseBody;
 use crate::proxy::error::json_error;
 use crate::telemetry::ErrorChain;
@@ -189,7 +189,7 @@ async fn read_head<S: std::future::Future<Output = ()> + Unpin>(
     stopping: &mut S,
     first: bool,
 ) -> HeadRead {
-    let since = Instant::now();
+    let since = clock::now();
     // A pipelined head may be waiting already.
     let mut complete_possible = !buf.is_empty();
     loop {
@@ -218,7 +218,7 @@ async fn read_head<S: std::future::Future<Output = ()> + Unpin>(
                 Ok(_) => complete_possible = buf[before..].contains(&b'\n'),
             },
             () = &mut *tick => {
-                if since.elapsed() >= settings.header_read_timeout {
+                if clock::now().saturating_duration_since(since) >= settings.header_read_timeout {
                     return HeadRead::Closed;
                 }
                 *tick = head_deadline::tick(settings.header_read_timeout);

@@ -9,10 +9,10 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::Instant;
 
 use super::codec::{Chunked, Decoded, Framing, Parsed};
 use super::{ClientError, Conn, make_room};
+use crate::clock;
 use crate::upstream::endpoint::Endpoint;
 
 /// A response body from an upstream connection.
@@ -92,7 +92,7 @@ pub(super) fn response(
 /// would be read as the next response).
 fn give_back(conn: Conn, endpoint: &Endpoint, reusable: bool) {
     if reusable && conn.read.is_empty() {
-        endpoint.pool().checkin(conn, Instant::now());
+        endpoint.pool().checkin(conn, clock::now());
     }
 }
 

@@ -32,6 +32,7 @@ pub use self::body::PooledBody;
 use self::codec::{Head, Parsed, ProtocolError, RequestFraming, Span};
 pub use self::raw::RawHeaders;
 use super::endpoint::Endpoint;
+use crate::clock;
 use crate::config::UpstreamConfig;
 use crate::proxy::body::{BodyError, RequestBody};
 use crate::server::workers;
@@ -276,13 +277,13 @@ impl Client {
         let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
 
         let mut conn = loop {
-            let (mut conn, reused) =
-                match endpoint.pool().checkout(Instant::now(), self.idle_timeout) {
-                    Some(conn) => (conn, true),
-                    // Boxed: connecting is rare on a warm pool, and its state would otherwise
-                    // grow every request's future.
-                    None => (Box::pin(self.connect(endpoint)).await?, false),
-                };
+            let (mut conn, reused) = match endpoint.pool().checkout(clock::now(), self.idle_timeout)
+            {
+                Some(conn) => (conn, true),
+                // Boxed: connecting is rare on a warm pool, and its state would otherwise
+                // grow every request's future.
+                None => (Box::pin(self.connect(endpoint)).await?, false),
+            };
             codec::encode_request_head(&mut conn.write, &method, target, req.headers(), framing);
             if let Some(Some(data)) = &inline {
                 conn.write.extend_from_slice(data);
