@@ -58,6 +58,8 @@ impl Lifecycle {
 pub(super) struct OnlyWhenWoken<F> {
     fut: Pin<Box<F>>,
     flag: Arc<WokenFlag>,
+    /// The task waker last registered in `flag`, while it is known to still be there.
+    registered: Option<Waker>,
 }
 
 #[derive(Default)]
@@ -85,6 +87,7 @@ impl<F: Future> OnlyWhenWoken<F> {
         Self {
             fut: Box::pin(fut),
             flag,
+            registered: None,
         }
     }
 }
@@ -93,8 +96,28 @@ impl<F: Future> Future for OnlyWhenWoken<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // Why the shortcut: registering is three atomic read-modify-writes, and this is polled
+        // on every wake of the connection's task, several per request. While nothing fired,
+        // the waker registered last is still in place (a wake takes it out only after setting
+        // `woken`), so if it wakes the same task, there is nothing to do.
+        let fired = self.flag.woken.load(Ordering::Acquire);
+        if !fired
+            && self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
         self.flag.task.register(cx.waker());
         if !self.flag.woken.swap(false, Ordering::AcqRel) {
+            if !self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                self.registered = Some(cx.waker().clone());
+            }
             return Poll::Pending;
         }
         let waker = Waker::from(self.flag.clone());
@@ -126,6 +149,52 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), drained)
             .await
             .expect("the drain signal reached the wrapped future");
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signal_wakes_the_waker_of_the_last_poll_even_when_it_changed() {
+        let lifecycle = Lifecycle::new();
+        let l = lifecycle.clone();
+        let mut stopped = std::pin::pin!(OnlyWhenWoken::new(async move { l.stopping().await }));
+        let (a, b) = (
+            Arc::new(Counting(Default::default())),
+            Arc::new(Counting(Default::default())),
+        );
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        for _ in 0..3 {
+            assert!(
+                stopped
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&wa))
+                    .is_pending()
+            );
+        }
+        // The task's waker changed (the future moved to another task): the shortcut must not
+        // keep the old one registered.
+        assert!(
+            stopped
+                .as_mut()
+                .poll(&mut Context::from_waker(&wb))
+                .is_pending()
+        );
+        lifecycle.stop();
+        assert_eq!(b.0.load(Ordering::SeqCst), 1, "the current waker is woken");
+        assert_eq!(a.0.load(Ordering::SeqCst), 0);
+        assert!(
+            stopped
+                .as_mut()
+                .poll(&mut Context::from_waker(&wb))
+                .is_ready()
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,6 @@
 //! One task of an upstream: its address, its health as last decided by the controller, and
 //! the load estimate the balancer reads on every pick.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -131,36 +130,64 @@ pub struct Load {
     /// Sum of the start times (ns since `epoch`) of pending requests: with `pending` this gives
     /// their mean age without a list.
     pending_started: AtomicU64,
-    rtt: Mutex<Ewma>,
+    rtt: Ewma,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// The peak-EWMA latency estimate, without a lock.
+///
+/// Why: every pick reads the estimate of two candidates, on every worker thread; behind a
+/// mutex each read wrote the lock's cache line, which two workers then passed back and forth
+/// on every request. Here a read is two plain loads. The price: the two fields are not one
+/// snapshot (a read between an update's two stores sees the new estimate with the old time, so
+/// decays it a little too much, once), and of two updates at the same moment one may be lost.
+/// Both only blur a moving average by one sample; the pending counts, which must balance, stay
+/// exact read-modify-writes.
+#[derive(Debug)]
 struct Ewma {
-    estimate_ns: f64,
-    updated: Instant,
+    /// An `f64`, as bits.
+    estimate_ns: AtomicU64,
+    /// When it was last updated, in ns since the load's epoch.
+    updated_ns: AtomicU64,
 }
 
 impl Ewma {
-    /// How much of the estimate is left at `now`: 1 right after an update, towards 0 after.
-    fn weight(&self, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+    fn new() -> Self {
+        // A new endpoint has no history: zero makes it attractive, so it is measured soon.
+        Self {
+            estimate_ns: AtomicU64::new(0f64.to_bits()),
+            updated_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn estimate(&self) -> f64 {
+        f64::from_bits(self.estimate_ns.load(Ordering::Relaxed))
+    }
+
+    /// How much of the estimate is left at `now_ns`: 1 right after an update, towards 0 after.
+    fn weight(&self, now_ns: u64) -> f64 {
+        let elapsed = now_ns.saturating_sub(self.updated_ns.load(Ordering::Relaxed)) as f64 / 1e9;
         (-elapsed / DECAY.as_secs_f64()).exp()
     }
 
-    fn decayed(&self, now: Instant) -> f64 {
-        self.estimate_ns * self.weight(now)
+    fn decayed(&self, now_ns: u64) -> f64 {
+        self.estimate() * self.weight(now_ns)
     }
 
-    fn observe(&mut self, rtt_ns: f64, now: Instant) {
-        let w = self.weight(now);
-        let current = self.estimate_ns * w;
+    fn observe(&self, rtt_ns: f64, now_ns: u64) {
+        let w = self.weight(now_ns);
+        let current = self.estimate() * w;
         // Peak-sensitive: a slower response is believed at once, faster ones are averaged in.
-        self.estimate_ns = if rtt_ns > current {
+        let next = if rtt_ns > current {
             rtt_ns
         } else {
             current * w + rtt_ns * (1.0 - w)
         };
-        self.updated = now;
+        self.estimate_ns.store(next.to_bits(), Ordering::Relaxed);
+        self.updated_ns.store(now_ns, Ordering::Relaxed);
+    }
+
+    fn forget(&self) {
+        self.estimate_ns.store(0f64.to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -170,11 +197,7 @@ impl Load {
             epoch: now,
             pending: AtomicU64::new(0),
             pending_started: AtomicU64::new(0),
-            // A new endpoint has no history: zero makes it attractive, so it is measured soon.
-            rtt: Mutex::new(Ewma {
-                estimate_ns: 0.0,
-                updated: now,
-            }),
+            rtt: Ewma::new(),
         }
     }
 
@@ -186,9 +209,7 @@ impl Load {
     /// its outage says nothing about it now, and a stale peak would keep it idle for as long as
     /// the peak takes to decay.
     fn forget_latency(&self) {
-        if let Ok(mut e) = self.rtt.lock() {
-            e.estimate_ns = 0.0;
-        }
+        self.rtt.forget();
     }
 
     pub fn pending(&self) -> u64 {
@@ -197,13 +218,14 @@ impl Load {
 
     /// The balancer's cost: lower is better.
     pub fn cost(&self, now: Instant) -> f64 {
+        let now_ns = self.nanos(now);
         let pending = self.pending.load(Ordering::Relaxed);
         let started = self.pending_started.load(Ordering::Relaxed);
-        let rtt = self.rtt.lock().map(|e| e.decayed(now)).unwrap_or(0.0);
+        let rtt = self.rtt.decayed(now_ns);
         // The two loads are not one snapshot; a request finishing in between skews the mean
         // age for one pick, which P2C tolerates.
         let age = match started.checked_div(pending) {
-            Some(mean_start) => self.nanos(now).saturating_sub(mean_start) as f64,
+            Some(mean_start) => now_ns.saturating_sub(mean_start) as f64,
             None => 0.0,
         };
         rtt.max(age) * (pending + 1) as f64
@@ -211,8 +233,7 @@ impl Load {
 
     /// The current latency estimate, for status pages.
     pub fn rtt_estimate(&self, now: Instant) -> Duration {
-        let ns = self.rtt.lock().map(|e| e.decayed(now)).unwrap_or(0.0);
-        Duration::from_nanos(ns as u64)
+        Duration::from_nanos(self.rtt.decayed(self.nanos(now)) as u64)
     }
 
     fn start(&self, now: Instant) -> u64 {
@@ -228,10 +249,9 @@ impl Load {
     }
 
     fn observe(&self, started: u64, now: Instant) {
-        let rtt = self.nanos(now).saturating_sub(started) as f64;
-        if let Ok(mut e) = self.rtt.lock() {
-            e.observe(rtt, now);
-        }
+        let now_ns = self.nanos(now);
+        self.rtt
+            .observe(now_ns.saturating_sub(started) as f64, now_ns);
     }
 }
 
