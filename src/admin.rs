@@ -155,10 +155,10 @@ fn upstream_status(u: &Upstream, now: Instant) -> UpstreamStatus {
 
 impl Handler for Admin {
     fn handle(
-        self: Arc<Self>,
+        &self,
         req: Request<crate::server::ClientBody>,
         _peer: SocketAddr,
-    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + '_ {
         let resp = match req.uri().path() {
             health::PATH => health::respond(req.method(), &self.lifecycle),
             METRICS_PATH => {

@@ -21,7 +21,7 @@ use crate::routing::{RouteTable, normalize_path};
 use crate::server::ClientBody;
 use crate::telemetry::ErrorChain;
 use crate::telemetry::access::RequestRecord;
-use crate::telemetry::metrics::{Metrics, RouteLabels};
+use crate::telemetry::metrics::{Metrics, RouteLabels, WorkerHandles};
 use crate::upstream::client::RawHeaders;
 use crate::upstream::protect::UpstreamBody;
 use crate::upstream::{BuildError, Trace, Upstream};
@@ -35,6 +35,7 @@ pub struct Gateway {
     trust_forwarded: bool,
     access_log: bool,
     metrics: Arc<Metrics>,
+    metric_handles: WorkerHandles,
 }
 
 impl Gateway {
@@ -67,6 +68,7 @@ impl Gateway {
             max_body: config.server.max_body,
             trust_forwarded: config.server.trust_forwarded,
             access_log: config.log.access_log,
+            metric_handles: WorkerHandles::new(&metrics),
             metrics,
         })
     }
@@ -102,7 +104,7 @@ impl Gateway {
         let (mut head, body) = req.into_parts();
         let request_id = headers::ensure_request_id(&mut head.headers);
         let mut record = RequestRecord::new(
-            self.metrics.clone(),
+            self.metric_handles.current(),
             start,
             &head.method,
             self.access_log

@@ -53,11 +53,14 @@ pub trait Handler: Send + Sync + 'static {
     /// Who speaks HTTP on this handler's connections.
     const PROTOCOLS: Protocols = Protocols::Hyper;
 
+    /// Why `&self` and a borrowing future: the connection holds the handler, so a request
+    /// needs no reference count of its own (a shared `Arc` cloned per request was a cache line
+    /// every worker wrote on every request).
     fn handle(
-        self: Arc<Self>,
+        &self,
         req: Request<ClientBody>,
         peer: SocketAddr,
-    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static;
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + '_;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,11 +86,7 @@ pub struct Public {
 impl Handler for Public {
     const PROTOCOLS: Protocols = Protocols::Own;
 
-    async fn handle(
-        self: Arc<Self>,
-        req: Request<ClientBody>,
-        peer: SocketAddr,
-    ) -> Response<ResponseBody> {
+    async fn handle(&self, req: Request<ClientBody>, peer: SocketAddr) -> Response<ResponseBody> {
         if req.uri().path() == health::PATH {
             return health::respond(req.method(), &self.lifecycle);
         }
@@ -388,7 +387,7 @@ where
                 if !http1 {
                     conn.is_h2.store(true, Ordering::Relaxed);
                 }
-                let mut resp = conn.handler.clone().handle(req, conn.peer).await;
+                let mut resp = conn.handler.handle(req, conn.peer).await;
                 // hyper writes only what is in the map.
                 if let Some(raw) = resp.extensions_mut().remove::<RawHeaders>() {
                     raw.append_to(resp.headers_mut());

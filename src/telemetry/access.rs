@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::metrics::Metrics;
+use super::metrics::MetricsRef;
 use crate::proxy::body::{BoxError, ResponseBody};
 use crate::upstream::Trace;
 
@@ -28,7 +28,7 @@ pub struct RequestRecord {
 
 #[derive(Debug)]
 struct Inner {
-    metrics: Arc<Metrics>,
+    metrics: Arc<MetricsRef>,
     start: Instant,
     method: Method,
     route: usize,
@@ -50,12 +50,12 @@ struct LogFields {
 impl RequestRecord {
     /// `log`: the path and request id, when the access log is on.
     pub fn new(
-        metrics: Arc<Metrics>,
+        metrics: Arc<MetricsRef>,
         start: Instant,
         method: &Method,
         log: Option<(&str, HeaderValue)>,
     ) -> Self {
-        metrics.in_flight().increment(1.0);
+        metrics.request_started();
         let route = metrics.unrouted();
         Self {
             inner: Some(Box::new(Inner {
@@ -128,7 +128,7 @@ impl Drop for RequestRecord {
 impl Inner {
     fn finish(self, bytes: u64, outcome: &'static str) {
         let elapsed = crate::clock::now().saturating_duration_since(self.start);
-        self.metrics.in_flight().decrement(1.0);
+        self.metrics.request_ended();
         if self.status != CLIENT_CLOSED {
             self.metrics
                 .record_request(self.route, &self.method, self.status, elapsed);

@@ -8,17 +8,21 @@
 //! eight method buckets, five status classes, fixed outcome names; never paths or request ids.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
-use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
+use super::request_series::{RequestSeries, escape_label};
+use crate::server::workers;
 use crate::upstream::Upstream;
 use crate::upstream::breaker::State;
+
+/// The families rendered from per-worker cells (see `request_series`), not by the exporter.
+const OWN_RENDERING: [&str; 2] = ["gateway_requests_total", "gateway_request_duration_seconds"];
 
 /// Request duration buckets (seconds): P50/P95/P99 readable from 1 ms to 30 s, dense around the
 /// targets (100 ms, 500 ms, 1 s).
@@ -69,17 +73,16 @@ pub struct RouteLabels {
     pub upstream: Arc<str>,
 }
 
-type RequestSeries = (Counter, Histogram);
-
 /// One gateway's metrics.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Set from `requests` at each scrape.
     in_flight: Gauge,
     routes: Vec<RouteLabels>,
-    /// `routes.len() x METHODS x CLASSES`, registered on first use so that only combinations
-    /// that happened are exported.
-    requests: Vec<OnceLock<RequestSeries>>,
+    /// `routes.len() x METHODS x CLASSES` slots, counted per worker; only combinations that
+    /// happened are exported.
+    requests: RequestSeries,
     started: SystemTime,
 }
 
@@ -94,13 +97,9 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// `routes` are the configured routes; the unrouted pseudo-route is added here.
     pub fn new(mut routes: Vec<RouteLabels>) -> Arc<Self> {
-        let duration = Matcher::Full("gateway_request_duration_seconds".to_owned());
-        // Only fails for an empty bucket list; ours is a non-empty constant, but fall back to the
-        // default (summaries) rather than panic.
-        let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(duration, &DURATION_BUCKETS)
-            .unwrap_or_else(|_| PrometheusBuilder::new());
-        let recorder = builder.build_recorder();
+        // No histogram goes through the exporter (the request durations are ours), so no
+        // bucket settings: an unexpected histogram would show as a summary, which a test rules out.
+        let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         routes.push(RouteLabels {
             route: "none".into(),
@@ -115,7 +114,9 @@ impl Metrics {
             }
         };
         for (name, kind, help) in DESCRIPTIONS {
-            describe(name, *kind, help);
+            if !OWN_RENDERING.contains(name) {
+                describe(name, *kind, help);
+            }
         }
         let build_info = recorder.register_gauge(
             &Key::from_parts(
@@ -127,9 +128,10 @@ impl Metrics {
         build_info.set(1.0);
         let in_flight =
             recorder.register_gauge(&Key::from_name("gateway_in_flight_requests"), &META);
-        let requests = (0..routes.len() * METHODS.len() * CLASSES.len())
-            .map(|_| OnceLock::new())
-            .collect();
+        let requests = RequestSeries::new(
+            routes.len() * METHODS.len() * CLASSES.len(),
+            &DURATION_BUCKETS,
+        );
         Arc::new(Self {
             recorder,
             handle,
@@ -145,41 +147,68 @@ impl Metrics {
         self.routes.len() - 1
     }
 
-    pub fn in_flight(&self) -> &Gauge {
-        &self.in_flight
+    /// A request arrived (counted in flight until [`Metrics::request_ended`]).
+    pub fn request_started(&self) {
+        self.requests.started();
+    }
+
+    pub fn request_ended(&self) {
+        self.requests.ended();
     }
 
     /// Records a finished request.
     pub fn record_request(&self, route: usize, method: &Method, status: u16, duration: Duration) {
         let route = route.min(self.unrouted());
         let (m, c) = (method_index(method), class_index(status));
-        let Some(slot) = self
-            .requests
-            .get((route * METHODS.len() + m) * CLASSES.len() + c)
-        else {
-            return;
+        self.requests
+            .record((route * METHODS.len() + m) * CLASSES.len() + c, duration);
+    }
+
+    /// The request families, rendered from the workers' cells.
+    fn render_requests(&self, out: &mut String) {
+        let help = |name: &str| {
+            DESCRIPTIONS
+                .iter()
+                .find(|(n, ..)| *n == name)
+                .map_or("", |(.., help)| *help)
         };
-        let (count, hist) = slot.get_or_init(|| {
-            let labels = &self.routes[route];
-            let labels = vec![
-                Label::new("route", labels.route.to_string()),
-                Label::new("upstream", labels.upstream.to_string()),
-                Label::new("method", METHODS[m]),
-                Label::new("status_class", CLASSES[c]),
-            ];
-            (
-                self.recorder.register_counter(
-                    &Key::from_parts("gateway_requests_total", labels.clone()),
-                    &META,
-                ),
-                self.recorder.register_histogram(
-                    &Key::from_parts("gateway_request_duration_seconds", labels),
-                    &META,
-                ),
-            )
-        });
-        count.increment(1);
-        hist.record(duration.as_secs_f64());
+        let mut series = Vec::new();
+        for (route, labels) in self.routes.iter().enumerate() {
+            for (m, method) in METHODS.iter().enumerate() {
+                for (c, class) in CLASSES.iter().enumerate() {
+                    let slot = (route * METHODS.len() + m) * CLASSES.len() + c;
+                    if let Some(totals) = self.requests.totals(slot) {
+                        let labels = format!(
+                            "route=\"{}\",upstream=\"{}\",method=\"{method}\",status_class=\"{class}\"",
+                            escape_label(&labels.route),
+                            escape_label(&labels.upstream),
+                        );
+                        series.push((labels, totals));
+                    }
+                }
+            }
+        }
+        if series.is_empty() {
+            return;
+        }
+        let [total, duration] = OWN_RENDERING;
+        let _ = writeln!(
+            out,
+            "# HELP {total} {}\n# TYPE {total} counter",
+            help(total)
+        );
+        for (labels, totals) in &series {
+            let _ = writeln!(out, "{total}{{{labels}}} {}", totals.count());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {duration} {}\n# TYPE {duration} histogram",
+            help(duration)
+        );
+        for (labels, totals) in &series {
+            self.requests
+                .render_histogram(out, duration, labels, totals);
+        }
     }
 
     /// The series of one upstream.
@@ -196,9 +225,13 @@ impl Metrics {
         let gauge = |metric, extra: &[(&'static str, &'static str)]| {
             r.register_gauge(&key(metric, extra), &META)
         };
+        let shards = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 64);
         Arc::new(UpstreamMetrics {
             attempts: ATTEMPT_OUTCOMES
                 .map(|o| counter("gateway_upstream_attempts_total", &[("outcome", o)])),
+            attempt_cells: (0..shards).map(|_| AttemptCells::default()).collect(),
             retries: counter("gateway_retries_total", &[]),
             budget_exhausted: counter("gateway_retry_budget_exhausted_total", &[]),
             transitions: TRANSITIONS.map(|(from, to)| {
@@ -253,9 +286,14 @@ impl Metrics {
                 );
             }
         }
+        self.in_flight.set(self.requests.in_flight() as f64);
+        for u in upstreams {
+            u.metrics().sync();
+        }
         self.handle.run_upkeep();
         let mut out = self.handle.render();
         out.push_str(&extra);
+        self.render_requests(&mut out);
         process_metrics(&mut out, self.started);
         out
     }
@@ -266,10 +304,52 @@ impl Metrics {
     }
 }
 
+/// A worker's own handle on the metrics: what a request holds until its response is done.
+///
+/// Why: every request kept the metrics alive by cloning one shared `Arc`, so every worker wrote
+/// its reference count twice per request, a cache line the cores passed back and forth. Each
+/// worker clones its own handle instead (on a line of its own), which holds the shared one.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct MetricsRef(Arc<Metrics>);
+
+impl std::ops::Deref for MetricsRef {
+    type Target = Metrics;
+
+    fn deref(&self) -> &Metrics {
+        &self.0
+    }
+}
+
+/// One handle per worker (see [`MetricsRef`]), picked by [`workers::current_index`].
+#[derive(Debug)]
+pub struct WorkerHandles(Box<[Arc<MetricsRef>]>);
+
+impl WorkerHandles {
+    pub fn new(metrics: &Arc<Metrics>) -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 64);
+        Self(
+            (0..n)
+                .map(|_| Arc::new(MetricsRef(metrics.clone())))
+                .collect(),
+        )
+    }
+
+    /// The calling worker's handle.
+    pub fn current(&self) -> Arc<MetricsRef> {
+        self.0[workers::current_index() % self.0.len()].clone()
+    }
+}
+
 /// The series of one upstream, held by the layers that record them.
 #[derive(Debug)]
 pub struct UpstreamMetrics {
+    /// Set from `attempt_cells` at each scrape.
     attempts: [Counter; 5],
+    /// Per worker, like the request series: every request makes an attempt.
+    attempt_cells: Box<[AttemptCells]>,
     retries: Counter,
     budget_exhausted: Counter,
     transitions: [Counter; 4],
@@ -287,6 +367,11 @@ const TRANSITIONS: [(State, State); 4] = [
     (State::HalfOpen, State::Closed),
 ];
 
+/// One worker's attempt counts, on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct AttemptCells([AtomicU64; 5]);
+
 impl UpstreamMetrics {
     pub fn attempt(&self, outcome: AttemptOutcome) {
         let i = match outcome {
@@ -296,7 +381,20 @@ impl UpstreamMetrics {
             AttemptOutcome::Error => 3,
             AttemptOutcome::Timeout => 4,
         };
-        self.attempts[i].increment(1);
+        let cells = &self.attempt_cells[workers::current_index() % self.attempt_cells.len()];
+        cells.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Brings the exporter's attempt counters up to the workers' counts (before a scrape).
+    fn sync(&self) {
+        for (i, counter) in self.attempts.iter().enumerate() {
+            let total = self
+                .attempt_cells
+                .iter()
+                .map(|c| c.0[i].load(Ordering::Relaxed))
+                .sum();
+            counter.absolute(total);
+        }
     }
 
     pub fn retry(&self) {

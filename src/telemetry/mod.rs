@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod metrics;
+mod request_series;
 
 use std::error::Error;
 use std::fmt;

@@ -75,7 +75,7 @@ impl Exchange for Balance {
     ) -> Result<Response<PooledBody>, UpstreamError> {
         let now = clock::now();
         let endpoint = {
-            let snapshot = self.shared.snapshot();
+            let snapshot = self.shared.snapshot_guard();
             match &trace.tried {
                 // A retry: another task than those already tried, when one exists.
                 tried if !tried.is_empty() && snapshot.eligible.len() > 1 => {

@@ -56,6 +56,12 @@ impl Shared {
         self.snapshot.load_full()
     }
 
+    /// The snapshot for a moment's use, without touching its reference count (which every
+    /// worker would write on every pick): arc-swap lends it through a per-thread slot.
+    pub fn snapshot_guard(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
     pub fn discovery(&self) -> DiscoveryStatus {
         self.discovery.lock().map(|d| d.clone()).unwrap_or_default()
     }

@@ -132,7 +132,6 @@ pub(super) async fn serve<H: Handler>(
         };
         let handling = conn
             .handler
-            .clone()
             .handle(Request::from_parts(parts, body), conn.peer);
         let (resp, body_read) = match pump {
             None => (handling.await, true),
