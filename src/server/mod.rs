@@ -177,16 +177,6 @@ impl Server {
             version = env!("CARGO_PKG_VERSION"),
             "gateway started"
         );
-        // Histogram samples wait in the recorder until drained: drain every second so memory
-        // stays flat under load whether or not anyone scrapes.
-        let metrics = self.public_handler.gateway.metrics().clone();
-        let upkeep = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                metrics.upkeep();
-            }
-        });
         let public = tokio::spawn(accept_loop(
             self.public,
             self.public_handler,
@@ -216,7 +206,6 @@ impl Server {
         // The accept loops own the listeners: once they return, the ports are closed.
         let _ = tokio::join!(public, admin);
         tracker.close();
-        upkeep.abort();
         tracing::info!(
             connections = tracker.len(),
             "stopped accepting; finishing in-flight requests"

@@ -2,7 +2,9 @@
 //!
 //! Each gateway owns its registry (a `PrometheusRecorder` that is never installed globally), and
 //! every series is registered once, up front or on first use, into a handle kept where it is
-//! recorded: the hot path increments an atomic, it never hashes a metric key. Values that are
+//! recorded: the hot path increments an atomic, it never hashes a metric key. The series every
+//! request writes (requests, durations, in flight, attempts) are counted per worker and summed
+//! at scrape time (`request_series`), so workers never share those cache lines. Values that are
 //! state rather than events (endpoint counts, breaker state, process CPU and memory) are read at
 //! scrape time. Label values are bounded: route prefixes and upstream names from the config,
 //! eight method buckets, five status classes, fixed outcome names; never paths or request ids.
@@ -290,17 +292,11 @@ impl Metrics {
         for u in upstreams {
             u.metrics().sync();
         }
-        self.handle.run_upkeep();
         let mut out = self.handle.render();
         out.push_str(&extra);
         self.render_requests(&mut out);
         process_metrics(&mut out, self.started);
         out
-    }
-
-    /// Drains recorded histogram samples; call periodically so memory stays flat under load.
-    pub fn upkeep(&self) {
-        self.handle.run_upkeep();
     }
 }
 
