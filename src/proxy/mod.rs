@@ -19,9 +19,10 @@ use self::headers::X_REQUEST_ID;
 use crate::config::Config;
 use crate::routing::{RouteTable, normalize_path};
 use crate::server::ClientBody;
+use crate::server::workers::PerWorker;
 use crate::telemetry::ErrorChain;
 use crate::telemetry::access::RequestRecord;
-use crate::telemetry::metrics::{Metrics, RouteLabels, WorkerHandles};
+use crate::telemetry::metrics::{Metrics, RouteLabels};
 use crate::upstream::client::RawHeaders;
 use crate::upstream::protect::UpstreamBody;
 use crate::upstream::{BuildError, Trace, Upstream};
@@ -35,7 +36,7 @@ pub struct Gateway {
     trust_forwarded: bool,
     access_log: bool,
     metrics: Arc<Metrics>,
-    metric_handles: WorkerHandles,
+    metric_handles: PerWorker<Metrics>,
 }
 
 impl Gateway {
@@ -68,7 +69,7 @@ impl Gateway {
             max_body: config.server.max_body,
             trust_forwarded: config.server.trust_forwarded,
             access_log: config.log.access_log,
-            metric_handles: WorkerHandles::new(&metrics),
+            metric_handles: PerWorker::new(&metrics),
             metrics,
         })
     }

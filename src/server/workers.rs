@@ -9,6 +9,7 @@
 //! lock-free (endpoint snapshots, metric atomics) or held for nanoseconds (breaker, budget).
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
@@ -22,6 +23,55 @@ thread_local! {
 /// The index of the worker running the caller (0 outside worker threads).
 pub fn current_index() -> usize {
     INDEX.with(Cell::get)
+}
+
+/// How many per-worker slots shared state keeps: one per core (the default worker count); with
+/// more workers than cores, workers share slots, which stays correct, only less private.
+pub fn slots() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 64)
+}
+
+/// The caller's slot among [`slots`] per-worker slots.
+pub fn current_slot(slots: usize) -> usize {
+    current_index() % slots.max(1)
+}
+
+/// One reference per worker to a shared value, for requests to hold while they live.
+///
+/// Why: a request that keeps a shared `Arc` alive (its response body outlives the handler)
+/// clones it and drops it again, and with one `Arc` for all, every worker writes the same
+/// reference count twice per request: a cache line the cores pass back and forth. Each worker
+/// clones its own [`WorkerRef`] instead (on a line of its own), which holds the shared value.
+#[derive(Debug)]
+pub struct PerWorker<T>(Box<[Arc<WorkerRef<T>>]>);
+
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct WorkerRef<T>(Arc<T>);
+
+impl<T> std::ops::Deref for WorkerRef<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> PerWorker<T> {
+    pub fn new(shared: &Arc<T>) -> Self {
+        Self(
+            (0..slots())
+                .map(|_| Arc::new(WorkerRef(shared.clone())))
+                .collect(),
+        )
+    }
+
+    /// The calling worker's reference.
+    pub fn current(&self) -> Arc<WorkerRef<T>> {
+        self.0[current_slot(self.0.len())].clone()
+    }
 }
 
 /// Worker threads, each driving a current-thread runtime until stopped.

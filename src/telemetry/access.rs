@@ -11,8 +11,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::metrics::MetricsRef;
+use super::metrics::Metrics;
 use crate::proxy::body::{BoxError, ResponseBody};
+use crate::server::workers::WorkerRef;
 use crate::upstream::Trace;
 
 /// Status logged for a request whose client left before the response started (as nginx).
@@ -28,7 +29,7 @@ pub struct RequestRecord {
 
 #[derive(Debug)]
 struct Inner {
-    metrics: Arc<MetricsRef>,
+    metrics: Arc<WorkerRef<Metrics>>,
     start: Instant,
     method: Method,
     route: usize,
@@ -50,7 +51,7 @@ struct LogFields {
 impl RequestRecord {
     /// `log`: the path and request id, when the access log is on.
     pub fn new(
-        metrics: Arc<MetricsRef>,
+        metrics: Arc<WorkerRef<Metrics>>,
         start: Instant,
         method: &Method,
         log: Option<(&str, HeaderValue)>,

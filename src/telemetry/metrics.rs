@@ -227,13 +227,12 @@ impl Metrics {
         let gauge = |metric, extra: &[(&'static str, &'static str)]| {
             r.register_gauge(&key(metric, extra), &META)
         };
-        let shards = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .clamp(1, 64);
         Arc::new(UpstreamMetrics {
             attempts: ATTEMPT_OUTCOMES
                 .map(|o| counter("gateway_upstream_attempts_total", &[("outcome", o)])),
-            attempt_cells: (0..shards).map(|_| AttemptCells::default()).collect(),
+            attempt_cells: (0..workers::slots())
+                .map(|_| AttemptCells::default())
+                .collect(),
             retries: counter("gateway_retries_total", &[]),
             budget_exhausted: counter("gateway_retry_budget_exhausted_total", &[]),
             transitions: TRANSITIONS.map(|(from, to)| {
@@ -300,45 +299,6 @@ impl Metrics {
     }
 }
 
-/// A worker's own handle on the metrics: what a request holds until its response is done.
-///
-/// Why: every request kept the metrics alive by cloning one shared `Arc`, so every worker wrote
-/// its reference count twice per request, a cache line the cores passed back and forth. Each
-/// worker clones its own handle instead (on a line of its own), which holds the shared one.
-#[derive(Debug)]
-#[repr(align(128))]
-pub struct MetricsRef(Arc<Metrics>);
-
-impl std::ops::Deref for MetricsRef {
-    type Target = Metrics;
-
-    fn deref(&self) -> &Metrics {
-        &self.0
-    }
-}
-
-/// One handle per worker (see [`MetricsRef`]), picked by [`workers::current_index`].
-#[derive(Debug)]
-pub struct WorkerHandles(Box<[Arc<MetricsRef>]>);
-
-impl WorkerHandles {
-    pub fn new(metrics: &Arc<Metrics>) -> Self {
-        let n = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .clamp(1, 64);
-        Self(
-            (0..n)
-                .map(|_| Arc::new(MetricsRef(metrics.clone())))
-                .collect(),
-        )
-    }
-
-    /// The calling worker's handle.
-    pub fn current(&self) -> Arc<MetricsRef> {
-        self.0[workers::current_index() % self.0.len()].clone()
-    }
-}
-
 /// The series of one upstream, held by the layers that record them.
 #[derive(Debug)]
 pub struct UpstreamMetrics {
@@ -377,7 +337,7 @@ impl UpstreamMetrics {
             AttemptOutcome::Error => 3,
             AttemptOutcome::Timeout => 4,
         };
-        let cells = &self.attempt_cells[workers::current_index() % self.attempt_cells.len()];
+        let cells = &self.attempt_cells[workers::current_slot(self.attempt_cells.len())];
         cells.0[i].fetch_add(1, Ordering::Relaxed);
     }
 

@@ -50,10 +50,7 @@ impl Totals {
 impl RequestSeries {
     /// `slots` series with `buckets` as upper bounds (seconds, ascending).
     pub fn new(slots: usize, buckets: &'static [f64]) -> Self {
-        let shards = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .clamp(1, 64);
-        let shards = (0..shards)
+        let shards = (0..workers::slots())
             .map(|_| Shard {
                 in_flight: AtomicI64::new(0),
                 cells: (0..slots * stride(buckets.len()))
@@ -69,7 +66,7 @@ impl RequestSeries {
     }
 
     fn shard(&self) -> &Shard {
-        &self.shards[workers::current_index() % self.shards.len()]
+        &self.shards[workers::current_slot(self.shards.len())]
     }
 
     pub fn started(&self) {

@@ -157,6 +157,11 @@ impl Breaker {
         }
     }
 
+    /// False when `[breaker] enabled = false`: every request is admitted, nothing recorded.
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
