@@ -125,13 +125,19 @@ pub fn strip_hop_by_hop_raw(raw: &mut RawHeaders) {
     });
 }
 
-/// Whether a response carries a header: in its map, or among the upstream's fields.
-pub fn response_has(resp: &http::response::Parts, name: &HeaderName) -> bool {
-    resp.headers.contains_key(name)
-        || resp
-            .extensions
-            .get::<RawHeaders>()
-            .is_some_and(|raw| raw.contains(name.as_str()))
+/// Gives a response the request id unless it carries one already (an upstream's own is kept):
+/// beside an upstream's fields as received, or in the map of one of ours.
+pub fn answer_request_id<B>(resp: &mut http::Response<B>, id: HeaderValue) {
+    if resp.headers().contains_key(X_REQUEST_ID) {
+        return;
+    }
+    match resp.extensions_mut().get_mut::<RawHeaders>() {
+        Some(raw) if raw.contains(X_REQUEST_ID.as_str()) => {}
+        Some(raw) => raw.add(X_REQUEST_ID, id),
+        None => {
+            resp.headers_mut().insert(X_REQUEST_ID, id);
+        }
+    }
 }
 
 /// Sets the `X-Forwarded-*` headers for a request received from `peer`.
@@ -343,23 +349,34 @@ mod tests {
 
     #[test]
     fn a_request_id_is_found_in_either_place() {
-        let parts = |raw: Option<&str>, map: &[(&str, &str)]| {
-            let (mut parts, ()) = http::Response::new(()).into_parts();
-            parts.headers = self::tests::map(map);
+        // The id a response ends up with, as the client would read it.
+        let answered = |raw: Option<&str>, map: &[(&str, &str)]| {
+            let mut resp = http::Response::new(());
+            *resp.headers_mut() = self::tests::map(map);
             if let Some(raw) = raw {
-                parts.extensions.insert(RawHeaders::from_head(raw));
+                resp.extensions_mut().insert(RawHeaders::from_head(raw));
             }
-            parts
+            answer_request_id(&mut resp, HeaderValue::from_static("gw-1"));
+            let mut ids: Vec<String> = resp
+                .headers()
+                .get_all(X_REQUEST_ID)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            if let Some(raw) = resp.extensions().get::<RawHeaders>() {
+                ids.extend(
+                    raw.values("x-request-id")
+                        .map(|v| String::from_utf8_lossy(v).into_owned()),
+                );
+            }
+            ids
         };
         let with_id = "HTTP/1.1 200 OK\r\nX-Request-ID: up-1\r\ncontent-length: 0\r\n\r\n";
         let without = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        assert!(response_has(&parts(Some(with_id), &[]), &X_REQUEST_ID));
-        assert!(!response_has(&parts(Some(without), &[]), &X_REQUEST_ID));
-        assert!(response_has(
-            &parts(None, &[("x-request-id", "ours")]),
-            &X_REQUEST_ID
-        ));
-        assert!(!response_has(&parts(None, &[]), &X_REQUEST_ID));
+        assert_eq!(answered(Some(with_id), &[]), ["up-1"]);
+        assert_eq!(answered(Some(without), &[]), ["gw-1"]);
+        assert_eq!(answered(None, &[("x-request-id", "ours")]), ["ours"]);
+        assert_eq!(answered(None, &[]), ["gw-1"]);
     }
 
     #[test]

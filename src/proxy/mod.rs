@@ -15,7 +15,6 @@ use http::{Request, Response, Uri, Version};
 
 use self::body::{BodyError, RequestBody, ResponseBody, find_body_error};
 use self::error::ProxyError;
-use self::headers::X_REQUEST_ID;
 use crate::config::Config;
 use crate::routing::{RouteTable, normalize_path};
 use crate::server::ClientBody;
@@ -112,18 +111,10 @@ impl Gateway {
                 .then(|| (head.uri.path(), request_id.clone())),
         );
         let mut resp = match self.forward(head, body, peer, &mut record).await {
-            Ok(resp) => {
-                let (mut head, body) = resp.into_parts();
-                if !headers::response_has(&head, &X_REQUEST_ID) {
-                    match head.extensions.get_mut::<RawHeaders>() {
-                        Some(raw) => raw.add(X_REQUEST_ID, request_id),
-                        None => {
-                            head.headers.insert(X_REQUEST_ID, request_id);
-                        }
-                    }
-                }
+            Ok(mut resp) => {
+                headers::answer_request_id(&mut resp, request_id);
                 // The upstream body is boxed once, inside the record (not before it too).
-                return record.attach(Response::from_parts(head, body));
+                return record.attach(resp);
             }
             Err(err) => {
                 let status = err.status();
@@ -140,7 +131,7 @@ impl Gateway {
                 err.into_response()
             }
         };
-        resp.headers_mut().entry(X_REQUEST_ID).or_insert(request_id);
+        headers::answer_request_id(&mut resp, request_id);
         record.attach(resp)
     }
 

@@ -100,22 +100,16 @@ impl<F: Future> Future for OnlyWhenWoken<F> {
         // on every wake of the connection's task, several per request. While nothing fired,
         // the waker registered last is still in place (a wake takes it out only after setting
         // `woken`), so if it wakes the same task, there is nothing to do.
-        let fired = self.flag.woken.load(Ordering::Acquire);
-        if !fired
-            && self
-                .registered
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        let same_task = self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if same_task && !self.flag.woken.load(Ordering::Acquire) {
             return Poll::Pending;
         }
         self.flag.task.register(cx.waker());
         if !self.flag.woken.swap(false, Ordering::AcqRel) {
-            if !self
-                .registered
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
+            if !same_task {
                 self.registered = Some(cx.waker().clone());
             }
             return Poll::Pending;

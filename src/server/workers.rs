@@ -25,17 +25,34 @@ pub fn current_index() -> usize {
     INDEX.with(Cell::get)
 }
 
-/// How many per-worker slots shared state keeps: one per core (the default worker count); with
-/// more workers than cores, workers share slots, which stays correct, only less private.
-pub fn slots() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 64)
-}
+/// One `T` per worker, each on cache lines of its own: state that every request writes, kept
+/// apart so that two workers never write the same line. A thread reaches its own by its worker
+/// index; there is one per core (the default worker count), so with more workers than cores,
+/// or from threads that are not workers, some share one, which their atomics keep correct.
+#[derive(Debug)]
+pub struct Sharded<T>(Box<[Padded<T>]>);
 
-/// The caller's slot among [`slots`] per-worker slots.
-pub fn current_slot(slots: usize) -> usize {
-    current_index() % slots.max(1)
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> Sharded<T> {
+    pub fn new(mut make: impl FnMut() -> T) -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 64);
+        Self((0..n).map(|_| Padded(make())).collect())
+    }
+
+    /// The calling worker's own.
+    pub fn own(&self) -> &T {
+        &self.0[current_index() % self.0.len()].0
+    }
+
+    /// Every worker's, for whoever adds them up.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|p| &p.0)
+    }
 }
 
 /// One reference per worker to a shared value, for requests to hold while they live.
@@ -45,7 +62,7 @@ pub fn current_slot(slots: usize) -> usize {
 /// reference count twice per request: a cache line the cores pass back and forth. Each worker
 /// clones its own [`WorkerRef`] instead (on a line of its own), which holds the shared value.
 #[derive(Debug)]
-pub struct PerWorker<T>(Box<[Arc<WorkerRef<T>>]>);
+pub struct PerWorker<T>(Sharded<Arc<WorkerRef<T>>>);
 
 #[derive(Debug)]
 #[repr(align(128))]
@@ -61,16 +78,12 @@ impl<T> std::ops::Deref for WorkerRef<T> {
 
 impl<T> PerWorker<T> {
     pub fn new(shared: &Arc<T>) -> Self {
-        Self(
-            (0..slots())
-                .map(|_| Arc::new(WorkerRef(shared.clone())))
-                .collect(),
-        )
+        Self(Sharded::new(|| Arc::new(WorkerRef(shared.clone()))))
     }
 
     /// The calling worker's reference.
     pub fn current(&self) -> Arc<WorkerRef<T>> {
-        self.0[current_slot(self.0.len())].clone()
+        self.0.own().clone()
     }
 }
 

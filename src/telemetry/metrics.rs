@@ -19,7 +19,7 @@ use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::request_series::{RequestSeries, escape_label};
-use crate::server::workers;
+use crate::server::workers::Sharded;
 use crate::upstream::Upstream;
 use crate::upstream::breaker::State;
 
@@ -230,9 +230,7 @@ impl Metrics {
         Arc::new(UpstreamMetrics {
             attempts: ATTEMPT_OUTCOMES
                 .map(|o| counter("gateway_upstream_attempts_total", &[("outcome", o)])),
-            attempt_cells: (0..workers::slots())
-                .map(|_| AttemptCells::default())
-                .collect(),
+            attempt_cells: Sharded::new(Default::default),
             retries: counter("gateway_retries_total", &[]),
             budget_exhausted: counter("gateway_retry_budget_exhausted_total", &[]),
             transitions: TRANSITIONS.map(|(from, to)| {
@@ -305,7 +303,7 @@ pub struct UpstreamMetrics {
     /// Set from `attempt_cells` at each scrape.
     attempts: [Counter; 5],
     /// Per worker, like the request series: every request makes an attempt.
-    attempt_cells: Box<[AttemptCells]>,
+    attempt_cells: Sharded<[AtomicU64; 5]>,
     retries: Counter,
     budget_exhausted: Counter,
     transitions: [Counter; 4],
@@ -323,11 +321,6 @@ const TRANSITIONS: [(State, State); 4] = [
     (State::HalfOpen, State::Closed),
 ];
 
-/// One worker's attempt counts, on a cache line of its own.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct AttemptCells([AtomicU64; 5]);
-
 impl UpstreamMetrics {
     pub fn attempt(&self, outcome: AttemptOutcome) {
         let i = match outcome {
@@ -337,8 +330,7 @@ impl UpstreamMetrics {
             AttemptOutcome::Error => 3,
             AttemptOutcome::Timeout => 4,
         };
-        let cells = &self.attempt_cells[workers::current_slot(self.attempt_cells.len())];
-        cells.0[i].fetch_add(1, Ordering::Relaxed);
+        self.attempt_cells.own()[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Brings the exporter's attempt counters up to the workers' counts (before a scrape).
@@ -347,7 +339,7 @@ impl UpstreamMetrics {
             let total = self
                 .attempt_cells
                 .iter()
-                .map(|c| c.0[i].load(Ordering::Relaxed))
+                .map(|c| c[i].load(Ordering::Relaxed))
                 .sum();
             counter.absolute(total);
         }

@@ -14,22 +14,21 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::server::workers;
+use crate::server::workers::Sharded;
 
 /// Per slot: the sum of durations in ns, then one count per bucket (the last is +Inf).
 fn stride(buckets: usize) -> usize {
     1 + buckets + 1
 }
 
-/// One worker's cells, on cache lines of their own.
-#[repr(align(128))]
+/// One worker's cells.
 struct Shard {
     in_flight: AtomicI64,
     cells: Box<[AtomicU64]>,
 }
 
 pub struct RequestSeries {
-    shards: Box<[Shard]>,
+    shards: Sharded<Shard>,
     buckets: &'static [f64],
     slots: usize,
 }
@@ -50,14 +49,12 @@ impl Totals {
 impl RequestSeries {
     /// `slots` series with `buckets` as upper bounds (seconds, ascending).
     pub fn new(slots: usize, buckets: &'static [f64]) -> Self {
-        let shards = (0..workers::slots())
-            .map(|_| Shard {
-                in_flight: AtomicI64::new(0),
-                cells: (0..slots * stride(buckets.len()))
-                    .map(|_| AtomicU64::new(0))
-                    .collect(),
-            })
-            .collect();
+        let shards = Sharded::new(|| Shard {
+            in_flight: AtomicI64::new(0),
+            cells: (0..slots * stride(buckets.len()))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        });
         Self {
             shards,
             buckets,
@@ -65,16 +62,12 @@ impl RequestSeries {
         }
     }
 
-    fn shard(&self) -> &Shard {
-        &self.shards[workers::current_slot(self.shards.len())]
-    }
-
     pub fn started(&self) {
-        self.shard().in_flight.fetch_add(1, Ordering::Relaxed);
+        self.shards.own().in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn ended(&self) {
-        self.shard().in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.shards.own().in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Counts a finished request in `slot`.
@@ -87,7 +80,7 @@ impl RequestSeries {
         let bucket = self.buckets.partition_point(|&bound| bound < secs);
         let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         let base = slot * stride(self.buckets.len());
-        let cells = &self.shard().cells;
+        let cells = &self.shards.own().cells;
         cells[base].fetch_add(ns, Ordering::Relaxed);
         cells[base + 1 + bucket].fetch_add(1, Ordering::Relaxed);
     }
@@ -105,7 +98,7 @@ impl RequestSeries {
         let base = slot * stride(self.buckets.len());
         let mut sum_ns = 0u64;
         let mut counts = vec![0u64; self.buckets.len() + 1];
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             let cells = shard.cells.get(base..base + stride(self.buckets.len()))?;
             sum_ns = sum_ns.saturating_add(cells[0].load(Ordering::Relaxed));
             for (total, cell) in counts.iter_mut().zip(&cells[1..]) {
@@ -175,7 +168,7 @@ mod tests {
     #[test]
     fn workers_count_apart_and_a_scrape_adds_them_up() {
         let s = std::sync::Arc::new(RequestSeries::new(1, &BOUNDS));
-        let w = workers::Workers::start(2).unwrap();
+        let w = crate::server::workers::Workers::start(2).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..4 {
             let (s, tx) = (s.clone(), tx.clone());
