@@ -313,6 +313,33 @@ async fn slow_answers_pass_inside_the_deadline_and_get_504_past_it() {
     eprintln!("measured: 504 after {took:?} (deadline 1s)");
 }
 
+/// The deadline is armed by the attempt's timer, not by a timer of the breaker layer's own:
+/// a retry whose per-try limit would end past the deadline is cut off at the deadline.
+#[tokio::test]
+async fn a_retry_is_cut_off_at_the_deadline_not_at_its_own_limit() {
+    let tasks = tasks(1).await;
+    tasks[0].set(Behavior::Hang);
+    let gw = gateway(
+        &tasks,
+        "[upstreams.app-icalink.breaker]\ntimeout = \"3s\"\n[upstreams.app-icalink.retry]\nmax_retries = 2\nper_try_timeout = \"2500ms\"",
+    )
+    .await;
+    let started = Instant::now();
+    let (status, _, _) = send(&gw, Method::GET, "").await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        tasks[0].hits(),
+        2,
+        "the first attempt timed out and was retried"
+    );
+    assert!(took >= Duration::from_millis(2900), "{took:?}");
+    // The retry starts at ~2.5 s with a per-try limit (a third attempt is allowed): run to
+    // that limit it would end at ~5 s.
+    assert!(took < Duration::from_millis(4500), "{took:?}");
+    eprintln!("measured: 504 after {took:?} (deadline 3s, per-try 2.5s)");
+}
+
 #[tokio::test]
 async fn the_circuit_opens_on_total_failure_and_closes_on_recovery() {
     let tasks = tasks(3).await;

@@ -2,6 +2,7 @@
 //! send the request over the pooled client, and report the outcome to passive health.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
@@ -11,7 +12,7 @@ use super::client::PooledBody;
 use super::client::{Client, ClientError};
 use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
-use super::{Exchange, Trace, UpstreamError};
+use super::{Deadline, Exchange, Trace, UpstreamError};
 use crate::clock;
 use crate::proxy::body::{RequestBody, find_body_error};
 use crate::telemetry::metrics::AttemptOutcome;
@@ -103,15 +104,15 @@ impl Exchange for Balance {
                 .unwrap_or_else(|| PathAndQuery::from_static("/"));
             *req.uri_mut() = Uri::from(pq);
         }
+        // One timer for the attempt: at its own limit or at the exchange's deadline,
+        // whichever comes first (see `Deadline`).
+        let limit = Limit::of(now, attempt_timeout, trace.deadline);
         let fut = self.client.send(&endpoint, req);
         let in_flight = InFlight::start(&endpoint, now);
-        let result = match attempt_timeout {
-            Some(limit) => match tokio::time::timeout_at(now + limit, fut).await {
+        let result = match limit {
+            Some(limit) => match tokio::time::timeout_at(limit.at(), fut).await {
                 Ok(r) => r.map_err(|source| client_error(&endpoint, source)),
-                Err(_) => Err(UpstreamError::AttemptTimeout {
-                    endpoint: endpoint.authority().clone(),
-                    timeout: limit,
-                }),
+                Err(_) => Err(limit.exceeded(&endpoint)),
             },
             None => fut.await.map_err(|source| client_error(&endpoint, source)),
         };
@@ -132,7 +133,10 @@ impl Exchange for Balance {
             Err(e) => {
                 metrics.attempt(match e {
                     UpstreamError::Connect { .. } => AttemptOutcome::ConnectError,
-                    UpstreamError::AttemptTimeout { .. } => AttemptOutcome::Timeout,
+                    // The deadline passing during an attempt is this task's slowness too.
+                    UpstreamError::AttemptTimeout { .. } | UpstreamError::Timeout(_) => {
+                        AttemptOutcome::Timeout
+                    }
                     _ => AttemptOutcome::Error,
                 });
                 Some(false)
@@ -147,6 +151,46 @@ impl Exchange for Balance {
             trace.served_by = Some(endpoint.authority().clone());
         }
         result
+    }
+}
+
+/// What ends an attempt's wait for its answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Limit {
+    /// The per-try limit, before the exchange's deadline: the retry layer may try again.
+    Attempt { at: Instant, timeout: Duration },
+    /// The exchange's deadline (no per-try limit, or it would end later).
+    Deadline(Deadline),
+}
+
+impl Limit {
+    fn of(now: Instant, attempt: Option<Duration>, deadline: Option<Deadline>) -> Option<Self> {
+        let attempt = attempt.map(|timeout| Self::Attempt {
+            at: now + timeout,
+            timeout,
+        });
+        match (attempt, deadline) {
+            (Some(Self::Attempt { at, .. }), Some(d)) if d.at <= at => Some(Self::Deadline(d)),
+            (Some(a), _) => Some(a),
+            (None, d) => d.map(Self::Deadline),
+        }
+    }
+
+    fn at(&self) -> Instant {
+        match self {
+            Self::Attempt { at, .. } => *at,
+            Self::Deadline(d) => d.at,
+        }
+    }
+
+    fn exceeded(&self, endpoint: &Endpoint) -> UpstreamError {
+        match self {
+            Self::Attempt { timeout, .. } => UpstreamError::AttemptTimeout {
+                endpoint: endpoint.authority().clone(),
+                timeout: *timeout,
+            },
+            Self::Deadline(d) => d.exceeded(),
+        }
     }
 }
 
@@ -221,6 +265,49 @@ mod tests {
         for _ in 0..1000 {
             assert!(!Arc::ptr_eq(p2c(&eps, at).unwrap(), &eps[0]));
         }
+    }
+
+    /// The attempt's one timer is set at whichever comes first, and the error it gives names
+    /// that limit: a per-try timeout the retry layer may follow with another attempt, or the
+    /// exchange's deadline it must not.
+    #[tokio::test(start_paused = true)]
+    async fn the_attempt_timer_is_the_earlier_of_its_limit_and_the_deadline() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let deadline = |t| Deadline {
+            at: now + s(t),
+            timeout: s(t),
+        };
+        let attempt = |t| Limit::Attempt {
+            at: now + s(t),
+            timeout: s(t),
+        };
+        assert_eq!(Limit::of(now, None, None), None);
+        assert_eq!(Limit::of(now, Some(s(3)), None), Some(attempt(3)));
+        assert_eq!(
+            Limit::of(now, None, Some(deadline(15))),
+            Some(Limit::Deadline(deadline(15)))
+        );
+        assert_eq!(
+            Limit::of(now, Some(s(5)), Some(deadline(15))),
+            Some(attempt(5))
+        );
+        for per_try in [15, 20] {
+            assert_eq!(
+                Limit::of(now, Some(s(per_try)), Some(deadline(15))),
+                Some(Limit::Deadline(deadline(15))),
+                "per-try {per_try}s"
+            );
+        }
+        let ep = &endpoints(1, now)[0];
+        assert!(matches!(
+            attempt(5).exceeded(ep),
+            UpstreamError::AttemptTimeout { timeout, .. } if timeout == s(5)
+        ));
+        assert!(matches!(
+            Limit::Deadline(deadline(15)).exceeded(ep),
+            UpstreamError::Timeout(t) if t == s(15)
+        ));
     }
 
     #[test]

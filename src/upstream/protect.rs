@@ -1,5 +1,6 @@
 //! The outermost layer of an upstream: its circuit breaker and the deadline of the whole
-//! exchange (retries and the response body included).
+//! exchange (retries and the response body included). The deadline is set here and kept by
+//! the waits below: the attempt's timer, backoff, the response body (see [`Deadline`]).
 //!
 //! One breaker per upstream, wrapping the retrying, balancing stack, so it sees one outcome per
 //! exchange and trips only when the upstream as a whole is failing; a single bad task is the
@@ -23,7 +24,7 @@ use tower::Layer;
 
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
 use super::client::PooledBody;
-use super::{Exchange, Trace, UpstreamError};
+use super::{Deadline, Exchange, Trace, UpstreamError};
 use crate::clock;
 use crate::config::BreakerConfig;
 use crate::proxy::body::{BoxError, RequestBody, find_body_error};
@@ -216,18 +217,14 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
             trial,
             done: false,
         };
-        let timeout = self.layer.timeout;
-        // One timer for the whole exchange: it bounds the wait for the headers, then moves
-        // into the body and bounds the rest (a timer costs more than the box).
-        let mut deadline = Box::pin(tokio::time::sleep_until(clock::now() + timeout));
-        let result = tokio::select! {
-            biased;
-            r = self.inner.exchange(req, trace) => r,
-            () = deadline.as_mut() => {
-                permit.finish(Outcome::Failure);
-                return Err(UpstreamError::Timeout(timeout));
-            }
+        let deadline = Deadline {
+            at: clock::now() + self.layer.timeout,
+            timeout: self.layer.timeout,
         };
+        // No timer here: every wait below (the attempt, backoff, buffering a body) is bounded
+        // by this deadline, and the body arms a timer only if it waits (see `Deadline`).
+        trace.deadline = Some(deadline);
+        let result = self.inner.exchange(req, trace).await;
         match result {
             Err(e) => {
                 let outcome = if find_body_error(&e).is_some() {
@@ -248,11 +245,18 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
                 };
                 Ok(Response::from_parts(
                     head,
-                    UpstreamBody::new(body, deadline, timeout, permit),
+                    UpstreamBody::new(body, deadline, permit),
                 ))
             }
         }
     }
+}
+
+fn cut_off(permit: &mut Option<Permit>, deadline: &Deadline) -> BoxError {
+    if let Some(p) = permit.take() {
+        p.finish(Outcome::Failure);
+    }
+    Box::new(DeadlineExceeded(deadline.timeout))
 }
 
 /// The response body was cut off at the exchange's deadline.
@@ -267,8 +271,10 @@ pin_project_lite::pin_project! {
     pub struct UpstreamBody {
         #[pin]
         inner: PooledBody,
-        deadline: Pin<Box<Sleep>>,
-        timeout: Duration,
+        deadline: Deadline,
+        // Armed the first time the body has to wait for the network: a body that came with
+        // the head (most answers) never needs one.
+        timer: Option<Pin<Box<Sleep>>>,
         permit: Option<Permit>,
     }
 
@@ -284,16 +290,11 @@ pin_project_lite::pin_project! {
 }
 
 impl UpstreamBody {
-    fn new(
-        inner: PooledBody,
-        deadline: Pin<Box<Sleep>>,
-        timeout: Duration,
-        permit: Option<Permit>,
-    ) -> Self {
+    fn new(inner: PooledBody, deadline: Deadline, permit: Option<Permit>) -> Self {
         let mut body = Self {
             inner,
             deadline,
-            timeout,
+            timer: None,
             permit,
         };
         if body.inner.is_end_stream()
@@ -313,14 +314,23 @@ impl Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        if this.deadline.as_mut().poll(cx).is_ready() {
-            if let Some(p) = this.permit.take() {
-                p.finish(Outcome::Failure);
-            }
-            return Poll::Ready(Some(Err(Box::new(DeadlineExceeded(*this.timeout)))));
+        let mut this = self.project();
+        // Checked first, as before any frame: a body that keeps streaming is cut off at the
+        // deadline too, not only one that stalls.
+        if clock::now() >= this.deadline.at {
+            return Poll::Ready(Some(Err(cut_off(this.permit, this.deadline))));
         }
-        match this.inner.poll_frame(cx) {
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Pending => {
+                let at = this.deadline.at;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(cut_off(this.permit, this.deadline))));
+                }
+                Poll::Pending
+            }
             Poll::Ready(None) => {
                 if let Some(p) = this.permit.take() {
                     p.finish(Outcome::Success);

@@ -258,7 +258,13 @@ async fn run<S: Exchange<Body = PooledBody>>(
     if policy.max_retries > 0 && !req.body().is_replayable() {
         // Boxed: buffering a body is the rare case, and its state would otherwise make
         // every request's future larger (and every move of it costlier).
-        Box::pin(make_replayable(req.body_mut())).await?;
+        let buffering = Box::pin(make_replayable(req.body_mut()));
+        match trace.deadline {
+            Some(d) => tokio::time::timeout_at(d.at, buffering)
+                .await
+                .map_err(|_| d.exceeded())??,
+            None => buffering.await?,
+        }
     }
     // Decided once, before anything is sent: a streamed body is consumed by the attempt
     // that sends it (and then looks ended, as an empty one would).
@@ -279,6 +285,12 @@ async fn run<S: Exchange<Body = PooledBody>>(
         if !retry_possible || !is_retryable(&method, failure, &policy.retry_statuses) {
             return result;
         }
+        let wait = backoff(policy.backoff, attempt);
+        // A retry that would start at or past the deadline could only be cut off; the
+        // answer at hand says more than a timeout would.
+        if trace.deadline.is_some_and(|d| clock::now() + wait >= d.at) {
+            return result;
+        }
         if !policy.budget.withdraw(clock::now()) {
             policy.metrics.budget_exhausted();
             tracing::debug!(upstream = %policy.name, "retry budget exhausted");
@@ -293,7 +305,7 @@ async fn run<S: Exchange<Body = PooledBody>>(
         tracing::debug!(upstream = %policy.name, attempt, failure = ?failure, "retrying on another task");
         // Drop the failed response (and its connection) before waiting.
         drop(result);
-        tokio::time::sleep(backoff(policy.backoff, attempt)).await;
+        tokio::time::sleep(wait).await;
         attempt += 1;
     }
 }
@@ -301,6 +313,7 @@ async fn run<S: Exchange<Body = PooledBody>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::Deadline;
 
     const STATUSES: &[u16] = &[500, 502, 503, 504];
 
@@ -389,6 +402,70 @@ mod tests {
             b.withdraw(now + Duration::from_secs(11)),
             "old retries slid out"
         );
+    }
+
+    /// An upstream whose every answer is a 503, counting the attempts.
+    #[derive(Default)]
+    struct Unavailable {
+        attempts: std::sync::atomic::AtomicU32,
+    }
+
+    impl Exchange for Unavailable {
+        type Body = PooledBody;
+
+        async fn exchange(
+            &self,
+            _req: &mut Request<RequestBody>,
+            _trace: &mut Trace,
+        ) -> Result<Response<PooledBody>, UpstreamError> {
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut resp = Response::new(PooledBody::full(None));
+            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            Ok(resp)
+        }
+    }
+
+    async fn attempts_within(deadline: Option<Duration>) -> u32 {
+        let cfg = RetryConfig {
+            max_retries: 2,
+            backoff: Duration::from_millis(25),
+            min_retries_per_second: 100,
+            ..RetryConfig::default()
+        };
+        let policy = Policy {
+            name: "app".into(),
+            max_retries: cfg.max_retries,
+            per_try_timeout: Duration::from_secs(1),
+            retry_statuses: STATUSES.to_vec(),
+            backoff: cfg.backoff,
+            budget: Budget::new(&cfg, Instant::now()),
+            metrics: crate::telemetry::metrics::detached_upstream_metrics("app"),
+        };
+        let inner = Unavailable::default();
+        let mut req = Request::new(RequestBody::empty());
+        let mut trace = Trace {
+            deadline: deadline.map(|t| Deadline {
+                at: Instant::now() + t,
+                timeout: t,
+            }),
+            ..Trace::default()
+        };
+        let resp = run(&policy, &inner, &mut req, &mut trace).await;
+        assert_eq!(resp.map(|r| r.status().as_u16()).ok(), Some(503));
+        inner.attempts.into_inner()
+    }
+
+    /// Backoff never crosses the exchange's deadline: a retry that could only start at or
+    /// after it is not made, and the answer at hand is returned (no timer waits for it).
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_at_or_past_the_deadline() {
+        assert_eq!(attempts_within(None).await, 3);
+        assert_eq!(attempts_within(Some(Duration::from_secs(10))).await, 3);
+        assert_eq!(attempts_within(Some(Duration::ZERO)).await, 1);
+        let started = Instant::now();
+        assert_eq!(attempts_within(Some(Duration::ZERO)).await, 1);
+        assert_eq!(started.elapsed(), Duration::ZERO, "no backoff slept");
     }
 
     #[tokio::test(start_paused = true)]

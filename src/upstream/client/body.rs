@@ -107,7 +107,7 @@ impl std::fmt::Debug for PooledBody {
 }
 
 impl PooledBody {
-    fn full(data: Option<Bytes>) -> Self {
+    pub(crate) fn full(data: Option<Bytes>) -> Self {
         Self {
             state: State::Full(data),
         }
