@@ -252,11 +252,26 @@ fn small_value(text: &[u8]) -> Option<HeaderValue> {
 }
 
 /// The Host the client asked for: the `Host` header (HTTP/1) or the `:authority` (HTTP/2).
-pub fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
-    headers.get(HOST).cloned().or_else(|| {
-        uri.authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+pub fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<RequestHost> {
+    if let Some(h) = headers.get(HOST) {
+        return Some(RequestHost {
+            value: h.clone(),
+            in_headers: true,
+        });
+    }
+    let value = HeaderValue::from_str(uri.authority()?.as_str()).ok()?;
+    Some(RequestHost {
+        value,
+        in_headers: false,
     })
+}
+
+/// See [`request_host`].
+#[derive(Debug)]
+pub struct RequestHost {
+    pub value: HeaderValue,
+    /// It came from a `Host` header; otherwise an HTTP/1.1 upstream needs one added.
+    pub in_headers: bool,
 }
 
 /// Returns the request id, generating one when the client sent none (or an unusable one), and
@@ -523,9 +538,13 @@ mod tests {
     fn host_comes_from_header_or_authority() {
         let h = map(&[("host", "gw.example:8090")]);
         let uri: http::Uri = "/x".parse().unwrap();
-        assert_eq!(request_host(&h, &uri).unwrap(), "gw.example:8090");
+        let from_header = request_host(&h, &uri).unwrap();
+        assert_eq!(from_header.value, "gw.example:8090");
+        assert!(from_header.in_headers);
         let uri: http::Uri = "http://h2.example/x".parse().unwrap();
-        assert_eq!(request_host(&HeaderMap::new(), &uri).unwrap(), "h2.example");
+        let from_authority = request_host(&HeaderMap::new(), &uri).unwrap();
+        assert_eq!(from_authority.value, "h2.example");
+        assert!(!from_authority.in_headers);
         assert!(request_host(&HeaderMap::new(), &"/x".parse().unwrap()).is_none());
     }
 }

@@ -172,16 +172,18 @@ impl Gateway {
         // Room for the X-Forwarded-* headers (and Host), grown once rather than per insert:
         // hyper sizes the map to the headers the client sent.
         head.headers.reserve(4);
+        // HTTP/2 clients send :authority instead; an HTTP/1.1 upstream needs Host.
+        let add_host = host
+            .as_ref()
+            .filter(|h| !h.in_headers)
+            .map(|h| h.value.clone());
         headers::set_forwarded(
             &mut head.headers,
             peer.ip(),
-            host.clone(),
+            host.map(|h| h.value),
             self.trust_forwarded,
         );
-        if let Some(host) = host
-            && !head.headers.contains_key(HOST)
-        {
-            // HTTP/2 clients send :authority instead; an HTTP/1.1 upstream needs Host.
+        if let Some(host) = add_host {
             head.headers.insert(HOST, host);
         }
         head.version = Version::HTTP_11;

@@ -20,7 +20,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
 
 use crate::upstream::client::RawHeaders;
 use crate::upstream::client::codec::{
-    Codings, ConnectionOptions, Span, content_lengths, transfer_codings,
+    Codings, ConnectionOptions, Span, content_lengths, put_content_length, transfer_codings,
 };
 
 /// Most header lines in one request head (hyper's default, and our client's for responses).
@@ -398,13 +398,13 @@ pub fn encode_response_head(
         && !has_length
         && let Some(n) = raw.and_then(RawHeaders::content_length)
     {
-        let _ = write!(out, "content-length: {n}\r\n");
+        put_content_length(out, n);
     }
     match framing {
         ResponseFraming::Bodiless | ResponseFraming::Close => {}
         // Writing to a Vec cannot fail.
         ResponseFraming::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            put_content_length(out, n);
         }
         ResponseFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }

@@ -8,7 +8,6 @@
 //! folding. Such a response is an error (502), never guessed at: a proxy that guesses differently
 //! from the backend mixes one client's response into another's.
 
-use std::io::Write as _;
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -103,7 +102,7 @@ pub fn encode_request_head(
         RequestFraming::None => {}
         // Writing to a Vec cannot fail.
         RequestFraming::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            put_content_length(out, n);
         }
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
@@ -257,6 +256,14 @@ pub fn parse_response_head(
         framing,
         keep_alive,
     })))
+}
+
+/// Writes a `content-length` field. Why not `write!`: the formatting machinery cost ~330
+/// instructions per response in callgrind, a tenth of writing the whole head.
+pub fn put_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The headers that decide where a response ends and whether its connection stays open.
@@ -549,6 +556,15 @@ mod tests {
     use http::header::HOST;
 
     use super::*;
+
+    #[test]
+    fn content_length_is_written_in_decimal() {
+        for n in [0, 9, 10, 11, 65_536, u64::MAX] {
+            let mut out = b"x".to_vec();
+            put_content_length(&mut out, n);
+            assert_eq!(out, format!("xcontent-length: {n}\r\n").into_bytes());
+        }
+    }
 
     fn parse(raw: &str) -> Result<Option<Head>, ProtocolError> {
         parse_response_head(&mut BytesMut::from(raw), &Method::GET, &mut Vec::new())
