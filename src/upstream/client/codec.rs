@@ -289,6 +289,13 @@ pub struct ConnectionOptions {
 
 impl ConnectionOptions {
     pub fn of(value: &[u8]) -> Self {
+        // What nearly every backend sends with every response, without the token loop.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            return Self {
+                keep_alive: true,
+                ..Self::default()
+            };
+        }
         let mut found = Self::default();
         for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             if token.eq_ignore_ascii_case(b"close") {
@@ -556,6 +563,28 @@ mod tests {
     use http::header::HOST;
 
     use super::*;
+
+    #[test]
+    fn connection_options() {
+        let opts = |close, keep_alive, others| ConnectionOptions {
+            close,
+            keep_alive,
+            others,
+        };
+        for (value, want) in [
+            ("keep-alive", opts(false, true, false)),
+            ("Keep-Alive", opts(false, true, false)),
+            (" keep-alive ", opts(false, true, false)),
+            ("close", opts(true, false, false)),
+            ("keep-alive, Upgrade", opts(false, true, true)),
+            ("TE,close", opts(true, false, true)),
+            ("keep-alive-x", opts(false, false, true)),
+            ("", opts(false, false, false)),
+            (" , ", opts(false, false, false)),
+        ] {
+            assert_eq!(ConnectionOptions::of(value.as_bytes()), want, "{value:?}");
+        }
+    }
 
     #[test]
     fn content_length_is_written_in_decimal() {
