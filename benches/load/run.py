@@ -207,6 +207,14 @@ def tcp_active_opens():
     return int(lines[1][lines[0].index("ActiveOpens")])
 
 
+def steal_and_total():
+    """The machine's stolen and total CPU ticks so far (the `cpu` line of /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already in user).
+    return fields[7], sum(fields[:8])
+
+
 def port_free(host, port):
     import socket
     with socket.socket() as s:
@@ -356,10 +364,13 @@ def run(args, targets, ports, state, services):
         order = targets[r % len(targets):] + targets[:r % len(targets)]
         for t in order:
             c0, o0, w0 = cpu_ticks(pids[t]), tcp_active_opens(), time.time()
-            k0, g0 = tasks_ticks(), wrk_cpu()
+            k0, g0, s0 = tasks_ticks(), wrk_cpu(), steal_and_total()
             res = run_wrk(urls[t], args.duration, args.conns)
             c1, o1, w1 = cpu_ticks(pids[t]), tcp_active_opens(), time.time()
-            k1, g1 = tasks_ticks(), wrk_cpu()
+            k1, g1, s1 = tasks_ticks(), wrk_cpu(), steal_and_total()
+            # On a shared VM the hypervisor runs other guests on our cores: a run with much
+            # steal measured the neighbours as much as the target.
+            res["steal"] = (s1[0] - s0[0]) / max(1, s1[1] - s0[1])
             res["cpu"] = (c1 - c0) / CLK_TCK / (w1 - w0)
             # The whole machine's CPU per request (proxy, tasks, wrk): unlike req/s it does not
             # count the time the box spent on other tenants, so it moves less with them.
@@ -371,7 +382,8 @@ def run(args, targets, ports, state, services):
             rows[t].append(res)
             (state / f"wrk-{t}-r{r + 1}.txt").write_text(res["raw"])
             print(f"round {r + 1}/{args.rounds} {t:12s} {res['rps']:9.0f} req/s  p99 {res['p99'] * 1e3:6.2f} ms  "
-                  f"cpu {res['cpu'] * 100:4.0f}%  errors {res['errors'] + res['non2xx']}", flush=True)
+                  f"cpu {res['cpu'] * 100:4.0f}%  errors {res['errors'] + res['non2xx']}  "
+                  f"steal {res['steal'] * 100:3.0f}%", flush=True)
 
     rss = {t: peak_rss_kib(pids[t]) for t in targets}
     print_table(targets, rows, rss, args, state)
@@ -381,7 +393,7 @@ def print_table(targets, rows, rss, args, state):
     med = lambda xs: statistics.median(xs) if xs else float("nan")
     lines = []
     head = (f"{'target':12s} {'req/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s} {'errors':>6s} {'cpu':>5s} "
-            f"{'req/s/core':>10s} {'all us/req':>10s} {'connects':>8s} {'rss MiB':>7s}  vs best peer")
+            f"{'req/s/core':>10s} {'all us/req':>10s} {'connects':>8s} {'rss MiB':>7s} {'steal':>5s}  vs best peer")
     lines += [head, "-" * len(head)]
     for t in targets:
         rs = rows[t]
@@ -401,7 +413,8 @@ def print_table(targets, rows, rss, args, state):
                 ratio += f"  {med(pr):.2f} x baseline"
         lines.append(f"{t:12s} {rps:9.0f} {med([r['p50'] for r in rs]) * 1e3:7.2f} {med([r['p99'] for r in rs]) * 1e3:7.2f} "
                      f"{sum(r['errors'] + r['non2xx'] for r in rs):6d} {cpu * 100:4.0f}% {per_core:10.0f} "
-                     f"{med([r['all_us'] for r in rs]):10.1f} {med([r['opens'] for r in rs]):8.0f} {rss[t] / 1024:7.1f}  {ratio}")
+                     f"{med([r['all_us'] for r in rs]):10.1f} {med([r['opens'] for r in rs]):8.0f} {rss[t] / 1024:7.1f} "
+                     f"{max(r['steal'] for r in rs) * 100:4.0f}%  {ratio}")
     lines += ["",
               f"wrk -t1 -c{args.conns} -d{args.duration}s --latency, {args.rounds} round(s), order rotated; medians.",
               "cpu = CPU of the target's process tree (100% = one core; direct: the task itself).",
@@ -409,6 +422,8 @@ def print_table(targets, rows, rss, args, state):
               "connects = TCP connects on the machine during one run "
               f"(wrk's {args.conns} + the proxy's new upstream connections).",
               "rss = peak RSS (VmHWM) of the target's processes after all runs.",
+              "steal = the most CPU time, over the target's rounds, that the hypervisor gave to other guests "
+              "(/proc/stat); above a few percent a round measured the neighbours too.",
               f"configs, logs, raw wrk output: {state}"]
     text = "\n".join(lines)
     print("\n" + text)
