@@ -628,6 +628,33 @@ async fn a_truncated_chunked_upload_never_reaches_the_upstream_as_complete() {
     );
 }
 
+/// An upload that stalls while it is being buffered for a possible retry is bounded by the
+/// exchange's deadline: the client gets an answer, and the upstream never sees the request.
+#[tokio::test]
+async fn an_upload_stalled_while_buffered_is_answered_at_the_deadline() {
+    let (up, seen) = Upstream::recording("127.0.0.1:0").await;
+    let gw = Gateway::start(&config(
+        &[up.addr],
+        &[up.addr],
+        "[upstreams.app-icalink.breaker]\ntimeout = \"1s\"",
+    ))
+    .await;
+    // Content-Length 10, 5 bytes sent, then nothing: small enough to be buffered for retries.
+    let reply = raw_exchange(
+        gw.addr,
+        b"POST /api/icalink/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nhello",
+        Duration::from_secs(10),
+    )
+    .await;
+    // Generous bound: the assertion is that an answer comes at all.
+    assert!(
+        reply.starts_with("HTTP/1.1 504"),
+        "{}",
+        &reply[..reply.len().min(200)]
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
 /// An upstream may answer before it has read the whole request body (a 413, a 401): the client
 /// gets that answer, and the connection is never reused, because the rest of the body we would
 /// still owe it would be read as the next request.
