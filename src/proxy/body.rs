@@ -20,6 +20,10 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     #[error("reading the client's request body failed")]
     Client(#[source] BoxError),
+    /// The body did not arrive within the exchange's deadline while it was being read into
+    /// memory, before any task was asked: the client's slowness, not the upstream's.
+    #[error("the request body did not arrive within the deadline of {0:?}")]
+    Stalled(std::time::Duration),
 }
 
 pin_project_lite::pin_project! {

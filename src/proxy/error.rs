@@ -26,6 +26,8 @@ pub enum ProxyError {
     PayloadTooLarge { limit: u64 },
     #[error("client went away while sending the request body")]
     ClientBody,
+    #[error("the request body did not arrive within {0:?}")]
+    ClientTimeout(std::time::Duration),
     #[error("upstream {service} failed")]
     Upstream {
         service: std::sync::Arc<str>,
@@ -40,6 +42,7 @@ impl ProxyError {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::BadPath(_) | Self::BadUri | Self::ClientBody => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Upstream { source, .. } => match source {
                 UpstreamError::NoEndpoints | UpstreamError::CircuitOpen { .. } => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -62,6 +65,7 @@ impl ProxyError {
                 format!("Request body is larger than {limit} bytes")
             }
             Self::ClientBody => "Request body could not be read".to_owned(),
+            Self::ClientTimeout(_) => "Request body not received in time".to_owned(),
             Self::Upstream { source, .. } => match source {
                 UpstreamError::NoEndpoints => "No healthy task available",
                 // The old gateway's texts for these two, which clients may already show.
@@ -92,7 +96,7 @@ impl ProxyError {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
-        if matches!(self, Self::PayloadTooLarge { .. }) {
+        if matches!(self, Self::PayloadTooLarge { .. } | Self::ClientTimeout(_)) {
             // The unread body is still on the wire; close rather than read megabytes of it.
             resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));

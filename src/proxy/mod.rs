@@ -209,6 +209,7 @@ impl Gateway {
                     ProxyError::PayloadTooLarge { limit: *limit }
                 }
                 Some(BodyError::Client(_)) => ProxyError::ClientBody,
+                Some(BodyError::Stalled(t)) => ProxyError::ClientTimeout(*t),
                 None => ProxyError::Upstream {
                     service: upstream.name().clone(),
                     source,

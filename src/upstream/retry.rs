@@ -17,7 +17,7 @@ use super::client::PooledBody;
 use super::{Exchange, Trace, UpstreamError};
 use crate::clock;
 use crate::config::RetryConfig;
-use crate::proxy::body::{RequestBody, find_body_error};
+use crate::proxy::body::{BodyError, RequestBody, find_body_error};
 use crate::telemetry::metrics::UpstreamMetrics;
 
 /// Request bodies up to this size are kept for replay (as linkerd and Pingora); larger ones
@@ -260,9 +260,11 @@ async fn run<S: Exchange<Body = PooledBody>>(
         // every request's future larger (and every move of it costlier).
         let buffering = Box::pin(make_replayable(req.body_mut()));
         match trace.deadline {
+            // Nothing has been sent yet: a body that does not arrive in time is the client's
+            // doing (408, and no failure for the breaker), not a 504 from the upstream.
             Some(d) => tokio::time::timeout_at(d.at, buffering)
                 .await
-                .map_err(|_| d.exceeded())??,
+                .map_err(|_| UpstreamError::Body(BodyError::Stalled(d.timeout)))??,
             None => buffering.await?,
         }
     }
