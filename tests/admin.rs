@@ -5,19 +5,6 @@ mod common;
 use common::*;
 use http::StatusCode;
 
-async fn status(gw: &Gateway) -> serde_json::Value {
-    let resp = client()
-        .get(format!("http://{}/status", gw.admin).parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(
-        resp.headers()["content-type"],
-        "application/json; charset=utf-8"
-    );
-    body_json(resp).await
-}
-
 #[tokio::test]
 async fn status_shows_endpoints_and_breaker_state() {
     let (up, _seen) = Upstream::recording("127.0.0.1:0").await;
@@ -36,7 +23,7 @@ async fn status_shows_endpoints_and_breaker_state() {
         assert_eq!(resp.status().as_u16(), expected);
     }
 
-    let s = status(&gw).await;
+    let s = admin_status(&gw).await;
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(s["draining"], false);
     let ups = s["upstreams"].as_array().unwrap();

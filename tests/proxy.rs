@@ -659,14 +659,7 @@ async fn an_upload_stalled_while_buffered_is_a_408_at_the_deadline() {
         "{reply}"
     );
     assert!(seen.lock().unwrap().is_empty());
-    let status = raw_exchange(
-        gw.admin,
-        b"GET /status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(10),
-    )
-    .await;
-    let json = &status[status.find("\r\n\r\n").unwrap() + 4..];
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let v = admin_status(&gw).await;
     let icalink = v["upstreams"]
         .as_array()
         .unwrap()

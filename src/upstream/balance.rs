@@ -165,14 +165,12 @@ enum Limit {
 
 impl Limit {
     fn of(now: Instant, attempt: Option<Duration>, deadline: Option<Deadline>) -> Option<Self> {
-        let attempt = attempt.map(|timeout| Self::Attempt {
-            at: now + timeout,
-            timeout,
-        });
         match (attempt, deadline) {
-            (Some(Self::Attempt { at, .. }), Some(d)) if d.at <= at => Some(Self::Deadline(d)),
-            (Some(a), _) => Some(a),
-            (None, d) => d.map(Self::Deadline),
+            (Some(timeout), d) if d.is_none_or(|d| now + timeout < d.at) => Some(Self::Attempt {
+                at: now + timeout,
+                timeout,
+            }),
+            (_, d) => d.map(Self::Deadline),
         }
     }
 

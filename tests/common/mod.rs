@@ -274,6 +274,20 @@ pub async fn body_json(resp: Response<Incoming>) -> serde_json::Value {
 }
 
 /// Sends raw bytes and reads until the server closes or `limit` passes; returns what came back.
+/// The admin listener's `/status` document (checked to be a 200 with a JSON content type).
+pub async fn admin_status(gw: &Gateway) -> serde_json::Value {
+    let resp = client()
+        .get(format!("http://{}/status", gw.admin).parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    body_json(resp).await
+}
+
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
