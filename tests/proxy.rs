@@ -628,11 +628,12 @@ async fn a_truncated_chunked_upload_never_reaches_the_upstream_as_complete() {
     );
 }
 
-/// An upload that stalls while it is being buffered for a possible retry is bounded by the
-/// exchange's deadline. No task has been asked yet, so it is the client's doing: 408, the
-/// connection closed (the rest of the body may still come), and no failure for the breaker.
-#[tokio::test]
-async fn an_upload_stalled_while_buffered_is_a_408_at_the_deadline() {
+/// Sends a POST announcing `length` bytes, sends 5, then nothing, to a gateway whose deadline
+/// is 1 s. Checks the client's answer: a 408 that closes the connection (the rest of the body
+/// may still come), and no failure for the breaker or for the task's passive health (a few
+/// slow uploads must not open the circuit or eject a task for everyone). Returns what the
+/// upstream received.
+async fn stalled_upload(length: usize) -> Vec<Seen> {
     let (up, seen) = Upstream::recording("127.0.0.1:0").await;
     let gw = Gateway::start(&config(
         &[up.addr],
@@ -640,15 +641,16 @@ async fn an_upload_stalled_while_buffered_is_a_408_at_the_deadline() {
         "[upstreams.app-icalink.breaker]\ntimeout = \"1s\"",
     ))
     .await;
-    // Content-Length 10, 5 bytes sent, then nothing: small enough to be buffered for retries.
+    let head =
+        format!("POST /api/icalink/x HTTP/1.1\r\nHost: gw\r\nContent-Length: {length}\r\n\r\n");
+    // Generous bound: the assertion is that an answer comes at all (and the connection ends:
+    // `raw_exchange` reads to the end).
     let reply = raw_exchange(
         gw.addr,
-        b"POST /api/icalink/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nhello",
+        &[head.as_bytes(), b"hello"].concat(),
         Duration::from_secs(10),
     )
     .await;
-    // Generous bound: the assertion is that an answer comes at all (and the connection ends:
-    // `raw_exchange` reads to the end).
     assert!(
         reply.starts_with("HTTP/1.1 408"),
         "{}",
@@ -658,15 +660,61 @@ async fn an_upload_stalled_while_buffered_is_a_408_at_the_deadline() {
         reply.to_ascii_lowercase().contains("connection: close"),
         "{reply}"
     );
-    assert!(seen.lock().unwrap().is_empty());
-    let v = admin_status(&gw).await;
-    let icalink = v["upstreams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == "app-icalink")
-        .unwrap();
+    let icalink = upstream_status(&gw, "app-icalink").await;
     assert_eq!(icalink["breaker"]["consecutive_failures"], 0, "{icalink}");
+    for e in icalink["endpoints"].as_array().unwrap() {
+        assert_eq!(e["consecutive_failures"], 0, "{icalink}");
+    }
+    std::mem::take(&mut *seen.lock().unwrap())
+}
+
+/// An upload that stalls while it is being buffered for a possible retry (10 bytes: small
+/// enough to hold) is bounded by the exchange's deadline. No task has been asked yet.
+#[tokio::test]
+async fn an_upload_stalled_while_buffered_is_a_408_at_the_deadline() {
+    assert!(stalled_upload(10).await.is_empty());
+}
+
+/// A body too large to hold for retries (above 64 KiB) is streamed to the task as it arrives.
+/// If the client stops sending it, the deadline still ends the exchange, but the wait was for
+/// the client: the same 408, counted against no one.
+#[tokio::test]
+async fn an_upload_stalled_while_streamed_is_a_408_and_counts_against_no_one() {
+    stalled_upload(100_000).await;
+}
+
+/// The other side of the same rule: once the whole streamed body went out, the wait is for
+/// the task, and a task that does not answer is a 504 counted against the upstream.
+#[tokio::test]
+async fn a_streamed_upload_sent_whole_to_a_silent_task_is_a_504_for_the_breaker() {
+    let up = Upstream::start(
+        "127.0.0.1:0",
+        Arc::new(|req: Request<Incoming>| {
+            Box::pin(async move {
+                let _ = req.into_body().collect().await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Response::new(full("late"))
+            })
+        }),
+    )
+    .await;
+    let gw = Gateway::start(&config(
+        &[up.addr],
+        &[up.addr],
+        "[upstreams.app-icalink.breaker]\ntimeout = \"1s\"",
+    ))
+    .await;
+    let mut request =
+        b"POST /api/icalink/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    request.resize(request.len() + 100_000, b'a');
+    let reply = raw_exchange(gw.addr, &request, Duration::from_secs(10)).await;
+    assert!(
+        reply.starts_with("HTTP/1.1 504"),
+        "{}",
+        &reply[..reply.len().min(200)]
+    );
+    let icalink = upstream_status(&gw, "app-icalink").await;
+    assert_eq!(icalink["breaker"]["consecutive_failures"], 1, "{icalink}");
 }
 
 /// An upstream may answer before it has read the whole request body (a 413, a 401): the client

@@ -20,8 +20,9 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     #[error("reading the client's request body failed")]
     Client(#[source] BoxError),
-    /// The body did not arrive within the exchange's deadline while it was being read into
-    /// memory, before any task was asked: the client's slowness, not the upstream's.
+    /// The body did not arrive within the exchange's deadline (or an attempt's limit) while
+    /// the gateway was waiting for it: read into memory before any task was asked, or streamed
+    /// to a task that had all of it so far. The client's slowness, not the upstream's.
     #[error("the request body did not arrive within the deadline of {0:?}")]
     Stalled(std::time::Duration),
 }
@@ -38,6 +39,8 @@ pin_project_lite::pin_project! {
             inner: ClientBody,
             remaining: u64,
             limit: u64,
+            // The last read found nothing from the client yet.
+            waiting: bool,
         },
         Buffered {
             data: Option<Bytes>,
@@ -56,6 +59,7 @@ impl RequestBody {
                 inner,
                 remaining: limit,
                 limit,
+                waiting: false,
             },
         }
     }
@@ -78,6 +82,15 @@ impl RequestBody {
             Self::Streaming { inner, .. } => inner.is_end_stream(),
             Self::Buffered { .. } => true,
         }
+    }
+
+    /// Whether whoever sends this body is waiting for the client: it is streamed and its last
+    /// read found nothing. Why it matters: a deadline that passes now was spent on the
+    /// client's upload, and blaming the task (504, a breaker failure, passive health) would let
+    /// a few slow uploads open the circuit for everyone. Envoy starts its route timeout only
+    /// once the request is received, for the same reason.
+    pub fn awaits_client(&self) -> bool {
+        matches!(self, Self::Streaming { waiting: true, .. })
     }
 
     /// A copy to send again, for bodies that are replayable.
@@ -106,21 +119,28 @@ impl Body for RequestBody {
                 inner,
                 remaining,
                 limit,
-            } => match inner.poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        let len = data.len() as u64;
-                        if len > *remaining {
-                            return Poll::Ready(Some(Err(BodyError::TooLarge { limit: *limit })));
+                waiting,
+            } => {
+                let polled = inner.poll_frame(cx);
+                *waiting = polled.is_pending();
+                match polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            let len = data.len() as u64;
+                            if len > *remaining {
+                                return Poll::Ready(Some(Err(BodyError::TooLarge {
+                                    limit: *limit,
+                                })));
+                            }
+                            *remaining -= len;
                         }
-                        *remaining -= len;
+                        Poll::Ready(Some(Ok(frame)))
                     }
-                    Poll::Ready(Some(Ok(frame)))
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
 use super::{Deadline, Exchange, Trace, UpstreamError};
 use crate::clock;
-use crate::proxy::body::{RequestBody, find_body_error};
+use crate::proxy::body::{BodyError, RequestBody, find_body_error};
 use crate::telemetry::metrics::AttemptOutcome;
 
 /// How much cheaper one of the two candidates must be to win over the random pick.
@@ -112,6 +112,10 @@ impl Exchange for Balance {
         let result = match limit {
             Some(limit) => match tokio::time::timeout_at(limit.at(), fut).await {
                 Ok(r) => r.map_err(|source| client_error(&endpoint, source)),
+                // The time went on the client's upload, not on the task (see `awaits_client`).
+                Err(_) if req.body().awaits_client() => {
+                    Err(UpstreamError::Body(BodyError::Stalled(limit.timeout())))
+                }
                 Err(_) => Err(limit.exceeded(&endpoint)),
             },
             None => fut.await.map_err(|source| client_error(&endpoint, source)),
@@ -178,6 +182,13 @@ impl Limit {
         match self {
             Self::Attempt { at, .. } => *at,
             Self::Deadline(d) => d.at,
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        match self {
+            Self::Attempt { timeout, .. } => *timeout,
+            Self::Deadline(d) => d.timeout,
         }
     }
 

@@ -273,7 +273,6 @@ pub async fn body_json(resp: Response<Incoming>) -> serde_json::Value {
     serde_json::from_slice(&b).unwrap_or_else(|e| panic!("not JSON ({e}): {b:?}"))
 }
 
-/// Sends raw bytes and reads until the server closes or `limit` passes; returns what came back.
 /// The admin listener's `/status` document (checked to be a 200 with a JSON content type).
 pub async fn admin_status(gw: &Gateway) -> serde_json::Value {
     let resp = client()
@@ -288,6 +287,17 @@ pub async fn admin_status(gw: &Gateway) -> serde_json::Value {
     body_json(resp).await
 }
 
+/// One upstream's entry in the admin `/status` document.
+pub async fn upstream_status(gw: &Gateway, name: &str) -> serde_json::Value {
+    let v = admin_status(gw).await;
+    v["upstreams"]
+        .as_array()
+        .and_then(|ups| ups.iter().find(|u| u["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no upstream {name} in {v}"))
+}
+
+/// Sends raw bytes and reads until the server closes or `limit` passes; returns what came back.
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
