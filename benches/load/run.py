@@ -309,6 +309,8 @@ def main():
                          "the same load below saturation for every target (default: none, as fast as it answers)")
     ap.add_argument("--out", default=None, help="directory for configs, logs and raw wrk output")
     args = ap.parse_args()
+    if args.attempts < 1:
+        sys.exit(f"--attempts {args.attempts}: at least 1")
     think = args.think and re.fullmatch(r"(\d+)-(\d+)", args.think)
     if args.think and (not think or int(think.group(1)) > int(think.group(2))):
         sys.exit(f"--think {args.think}: expected LO-HI in whole milliseconds, e.g. 1-3")
