@@ -121,10 +121,13 @@ impl Body for RequestBody {
                 limit,
                 waiting,
             } => {
-                let polled = inner.poll_frame(cx);
-                *waiting = polled.is_pending();
-                match polled {
-                    Poll::Ready(Some(Ok(frame))) => {
+                let Poll::Ready(next) = inner.poll_frame(cx) else {
+                    *waiting = true;
+                    return Poll::Pending;
+                };
+                *waiting = false;
+                match next {
+                    Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
                             let len = data.len() as u64;
                             if len > *remaining {
@@ -136,9 +139,8 @@ impl Body for RequestBody {
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
+                    Some(Err(e)) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+                    None => Poll::Ready(None),
                 }
             }
         }
