@@ -5,13 +5,15 @@ Everything runs on loopback. Three fixed-response nginx "tasks" listen on 127.0.
 (like three Swarm tasks of one service); each proxy balances over them with pooled upstream
 connections. wrk drives every target with identical settings, in rounds whose order rotates,
 so that a slow moment of the shared machine hits every target alike; the paired ratio compares
-targets within the same round.
+the gateway with the best peer of the run (best median), round by round. Every proxy keeps
+idle upstream connections 60 s, so no round starts by refilling a pool.
 
     benches/load/run.py                       # full run: 3 rounds x 10 s per target
     benches/load/run.py --duration 3 --rounds 1 --targets gateway-1w,nginx-1w
     GATEWAY=target/release/stratix-gateway benches/load/run.py
     benches/load/run.py --baseline /tmp/gw-before --targets gateway-1w,baseline-1w   # A/B two builds
-    benches/load/run.py --think 1-3           # the same load below saturation for all: p99 at equal load
+    benches/load/run.py --think 1-3 --max-steal 1   # the same load below saturation for all: p99 at
+                                                    # equal load (p99 wants a calmer host than req/s)
 
 On a shared VM the hypervisor gives other guests some of our CPU time ("steal", /proc/stat):
 a measurement with more than --max-steal percent of it is repeated (up to --attempts times),
