@@ -26,8 +26,7 @@ async fn status_shows_endpoints_and_breaker_state() {
     let s = admin_status(&gw).await;
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(s["draining"], false);
-    let ups = s["upstreams"].as_array().unwrap();
-    let icalink = ups.iter().find(|u| u["name"] == "app-icalink").unwrap();
+    let icalink = upstream_in(&s, "app-icalink");
     assert_eq!(icalink["discovery"]["source"], "static");
     assert_eq!(icalink["eligible"], 1);
     let ep = &icalink["endpoints"][0];
@@ -38,7 +37,7 @@ async fn status_shows_endpoints_and_breaker_state() {
     assert!(ep["latency_estimate_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(icalink["breaker"]["state"], "closed");
 
-    let icasync = ups.iter().find(|u| u["name"] == "app-icasync").unwrap();
+    let icasync = upstream_in(&s, "app-icasync");
     let b = &icasync["breaker"];
     assert_eq!(b["state"], "open");
     assert_eq!(b["opened"], 1);

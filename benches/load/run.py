@@ -276,8 +276,8 @@ end
 """
 
 
-def run_wrk(url, duration, conns, script=None):
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"] + (["-s", str(script)] if script else []) + [url]
+def run_wrk(url, duration, conns, script):
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 20, check=False).stdout
     res = {"rps": 0.0, "requests": 0, "p50": float("nan"), "p99": float("nan"), "p999": float("nan"),
            "errors": 0, "non2xx": 0}
@@ -469,10 +469,14 @@ def measure(t, url, pid, args, tasks_ticks, wrk_cpu):
     return res
 
 
+def med(xs):
+    """The median, NaN for no values (a target without calm rounds)."""
+    return statistics.median(xs) if xs else float("nan")
+
+
 def paired(rows, t, peers, use, key, higher):
     """`t` against the peer with the best median `key` over rounds `use`: the median of the
     per-round ratios, and in how many of those rounds `t` was the better of the two."""
-    med = lambda xs: statistics.median(xs) if xs else float("nan")
     score = lambda p: med([rows[p][i][key] for i in use])
     best = (max if higher else min)(peers, key=score)
     # A failed wrk run reads as 0 req/s: its ratio is unknown, not a crash of the whole report.
@@ -482,7 +486,6 @@ def paired(rows, t, peers, use, key, higher):
 
 
 def print_table(targets, rows, rss, args, state):
-    med = lambda xs: statistics.median(xs) if xs else float("nan")
     lines = []
     head = (f"{'target':12s} {'req/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s} {'p99.9':>7s} {'errors':>6s} {'cpu':>5s} "
             f"{'req/s/core':>10s} {'all us/req':>10s} {'connects':>8s} {'rss MiB':>7s} {'steal':>5s}  vs best peer")

@@ -289,12 +289,16 @@ pub async fn admin_status(gw: &Gateway) -> serde_json::Value {
 
 /// One upstream's entry in the admin `/status` document.
 pub async fn upstream_status(gw: &Gateway, name: &str) -> serde_json::Value {
-    let v = admin_status(gw).await;
-    v["upstreams"]
+    upstream_in(&admin_status(gw).await, name).clone()
+}
+
+/// One upstream's entry in a `/status` document already fetched (several read from one
+/// snapshot).
+pub fn upstream_in<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["upstreams"]
         .as_array()
         .and_then(|ups| ups.iter().find(|u| u["name"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("no upstream {name} in {v}"))
+        .unwrap_or_else(|| panic!("no upstream {name} in {status}"))
 }
 
 /// Sends raw bytes and reads until the server closes or `limit` passes; returns what came back.
