@@ -54,12 +54,33 @@ fn hop_by_hop_index(name: &[u8]) -> Option<usize> {
 }
 
 /// The tokens of `Connection` values other than `keep-alive` (which names a header removed
-/// anyway): the headers they name are hop-by-hop too.
+/// anyway): the headers they name are hop-by-hop too, except the ones the gateway owns.
 fn connection_named<'a>(values: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a [u8]> {
     values
         .flat_map(|v| v.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive"))
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !gateway_owned(t))
+}
+
+/// Headers the gateway sets or vouches for: `Host` (the upstream must see what the client
+/// asked for, not the task's address), the request id (the client is told it, the task must
+/// log it), `X-Forwarded-*`, and the identity it tells backends (`X-User-*`,
+/// `X-Request-Timestamp`). A `Connection` header naming one of them is ignored for that
+/// name: otherwise a client could remove what the gateway adds after it (RFC 9110 section
+/// 7.6.1 lets an intermediary keep a field it must add itself).
+fn gateway_owned(name: &[u8]) -> bool {
+    const OWNED: [&[u8]; 6] = [
+        b"host",
+        b"x-request-id",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-request-timestamp",
+    ];
+    OWNED.iter().any(|o| name.eq_ignore_ascii_case(o))
+        || name
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"x-user-"))
 }
 
 /// Removes hop-by-hop headers, including every header that `Connection` names.
@@ -311,6 +332,52 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn connection_cannot_remove_the_headers_the_gateway_owns() {
+        let mut h = map(&[
+            (
+                "connection",
+                "Host, X-Request-Id, x-forwarded-for, X-Forwarded-Proto",
+            ),
+            (
+                "connection",
+                "x-forwarded-host, X-User-Id, x-user-roles, X-Request-Timestamp, x-other",
+            ),
+            ("host", "probe"),
+            ("x-request-id", "id-1"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "example"),
+            ("x-user-id", "7"),
+            ("x-user-roles", "[]"),
+            ("x-request-timestamp", "t"),
+            ("x-other", "gone"),
+            ("x-user", "a prefix too short to be ours"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        for kept in [
+            "host",
+            "x-request-id",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-user-id",
+            "x-user-roles",
+            "x-request-timestamp",
+            "x-user",
+        ] {
+            assert!(h.contains_key(kept), "{kept} removed");
+        }
+        assert!(!h.contains_key("x-other") && !h.contains_key("connection"));
+
+        let mut raw = RawHeaders::from_head(
+            "HTTP/1.1 200 OK\r\nConnection: X-Request-Id, x-hop\r\nX-Request-Id: up\r\nX-Hop: 1\r\n\r\n",
+        );
+        strip_hop_by_hop_raw(&mut raw);
+        assert_eq!(raw.values("x-request-id").collect::<Vec<_>>(), [b"up"]);
+        assert!(!raw.contains("x-hop"));
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum RequestError {
     MissingHost,
     #[error("more than one Host header")]
     DuplicateHost,
+    #[error("invalid Host")]
+    InvalidHost,
     #[error("invalid or conflicting Content-Length")]
     ContentLength,
     #[error("Transfer-Encoding together with Content-Length")]
@@ -156,14 +158,7 @@ pub fn parse_request_head(
         }
     }
     let framing = seen.framing(&mut headers, http10)?;
-    if seen.hosts > 1 {
-        return Err(RequestError::DuplicateHost);
-    }
-    // RFC 9112 section 3.2: an HTTP/1.1 request without Host is refused (an absolute-form
-    // target carries its own authority).
-    if seen.hosts == 0 && !http10 && uri.authority().is_none() {
-        return Err(RequestError::MissingHost);
-    }
+    settle_host(&uri, &mut headers, seen.hosts, !http10)?;
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -181,14 +176,110 @@ pub fn parse_request_head(
         } else {
             !seen.close
         },
-        expect_continue: seen.expect_continue,
+        // RFC 9110 section 10.1.1: a 1.0 client's 100-continue is ignored (never answered
+        // with an interim response it may not understand); the header is still consumed.
+        expect_continue: seen.expect_continue && !http10,
     }))
+}
+
+/// Where the request says it is going, one rule for both listeners (HTTP/1 here, h2c in the
+/// server): a request-target with an authority (absolute form, or HTTP/2's `:authority`)
+/// replaces any `Host` (RFC 9112 section 3.2.2; HAProxy answers 400 instead, we follow the
+/// RFC so a forward-proxy style client still works); that authority must be `http` or
+/// `https`, name no userinfo (RFC 9110 section 4.2.4) and be a valid `uri-host [":" port]`,
+/// and so must a `Host` otherwise (RFC 9112 section 3.2: 400). More than one `Host` is
+/// refused, and so is none when `required` (HTTP/1.1 without an authority in the target).
+///
+/// Why the authority is copied into `Host` and not just preferred: everything after this
+/// (routing logs, `X-Forwarded-Host`, the upstream) reads `Host`, and must all read the same.
+pub fn settle_host(
+    uri: &Uri,
+    headers: &mut HeaderMap,
+    hosts: usize,
+    required: bool,
+) -> Result<(), RequestError> {
+    if hosts > 1 {
+        return Err(RequestError::DuplicateHost);
+    }
+    if let Some(authority) = uri.authority() {
+        let http = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+        if !http || !valid_host(authority.as_str().as_bytes()) {
+            return Err(RequestError::InvalidHost);
+        }
+        let value =
+            HeaderValue::from_str(authority.as_str()).map_err(|_| RequestError::InvalidHost)?;
+        headers.insert(HOST, value);
+        return Ok(());
+    }
+    match headers.get(HOST) {
+        Some(host) if !valid_host(host.as_bytes()) => Err(RequestError::InvalidHost),
+        Some(_) => Ok(()),
+        None if required => Err(RequestError::MissingHost),
+        None => Ok(()),
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 3986 section 3.2.2): an IP literal in brackets, or a reg-name
+/// (unreserved, sub-delims and percent-encoded bytes; an IPv4 address is one too), then
+/// optionally a colon and digits. Empty is valid (RFC 9110 section 7.2: a target without
+/// an authority). No userinfo, no spaces, nothing outside ASCII.
+pub fn valid_host(host: &[u8]) -> bool {
+    let (name, port) = if let Some(literal) = host.strip_prefix(b"[") {
+        let Some(close) = literal.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inside = &literal[..close];
+        let ok = !inside.is_empty()
+            && inside
+                .iter()
+                .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':');
+        let port = match &literal[close + 1..] {
+            [] => &[][..],
+            [b':', port @ ..] => port,
+            _ => return false,
+        };
+        (ok, port)
+    } else {
+        let (name, port) = match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&host[..colon], &host[colon + 1..]),
+            None => (host, &[][..]),
+        };
+        (valid_reg_name(name), port)
+    };
+    name && port.iter().all(u8::is_ascii_digit)
+}
+
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = name.get(i) {
+        if b == b'%' {
+            match name.get(i + 1..i + 3) {
+                Some([a, b]) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else if is_unreserved(b) || is_sub_delim(b) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    b"!$&'()*+,;=".contains(&b)
 }
 
 /// What framing, reuse and expectations depend on, noted while the header map is built.
 #[derive(Default)]
 struct Seen {
-    hosts: u32,
+    hosts: usize,
     transfer_encoding: bool,
     lengths: u32,
     length: Option<u64>,
@@ -298,8 +389,11 @@ fn names_a_version(buf: &[u8]) -> bool {
 /// How a response body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFraming {
-    /// No body (HEAD, 1xx, 204, 304): the headers go out as they are, Content-Length included
-    /// (for HEAD and 304 it describes the representation, not this message).
+    /// No body (HEAD, 1xx, 204, 304): the headers go out as they are, a HEAD answer's
+    /// Content-Length included (it describes the representation, not this message). A 1xx,
+    /// 204 or 304 answer never carries one (RFC 9110 section 8.6 forbids it for 1xx and 204,
+    /// and a 304's can only be trusted when it equals the 200's, which a proxy cannot know:
+    /// HAProxy drops it too): a cache behind us that framed by it would desync.
     Bodiless,
     Length(u64),
     Chunked,
@@ -324,6 +418,13 @@ impl ResponseFraming {
             None => Self::Chunked,
         }
     }
+}
+
+/// A status whose response must not carry `Content-Length` (see [`ResponseFraming::Bodiless`]).
+pub fn never_has_length(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }
 
 /// What the `Connection` header of a response says.
@@ -361,7 +462,7 @@ pub fn encode_response_head(
         }
         out.extend_from_slice(b"\r\n");
     }
-    let keep_length = framing == ResponseFraming::Bodiless;
+    let keep_length = framing == ResponseFraming::Bodiless && !never_has_length(status);
     let mut has_date = false;
     let mut has_length = false;
     // An upstream's fields come as it sent them (`RawHeaders`); ours are in the map.
@@ -393,7 +494,7 @@ pub fn encode_response_head(
         with_date(|d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
     }
-    // A HEAD, 204 or 304 answer keeps the length the upstream announced.
+    // A HEAD answer keeps the length the upstream announced.
     if keep_length
         && !has_length
         && let Some(n) = raw.and_then(RawHeaders::content_length)
@@ -733,18 +834,37 @@ mod tests {
 
     #[test]
     fn bodiless_responses_keep_their_length_and_get_a_date() {
-        let parts = response(304, &[("content-length", "10")]);
+        // A HEAD answer: the length of the representation a GET would get.
+        let parts = response(200, &[("content-length", "10")]);
         let text = encoded(
             &parts,
             ResponseFraming::Bodiless,
             Persistence::KeepAliveHttp10,
         );
-        assert!(text.starts_with("HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\ndate: "));
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 10\r\ndate: "));
         assert!(
             text.ends_with(" GMT\r\nconnection: keep-alive\r\n\r\n"),
             "{text}"
         );
-        assert_eq!(text.len(), "HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\ndate: \r\nconnection: keep-alive\r\n\r\n".len() + 29);
+        assert_eq!(
+            text.len(),
+            "HTTP/1.1 200 OK\r\ncontent-length: 10\r\ndate: \r\nconnection: keep-alive\r\n\r\n"
+                .len()
+                + 29
+        );
+    }
+
+    #[test]
+    fn no_content_and_not_modified_answers_carry_no_length() {
+        for status in [100, 204, 304] {
+            let parts = response(status, &[("content-length", "80"), ("etag", "\"x\"")]);
+            let text = encoded(&parts, ResponseFraming::Bodiless, Persistence::KeepAlive);
+            assert!(
+                !text.to_ascii_lowercase().contains("content-length"),
+                "{status}: {text}"
+            );
+            assert!(text.contains("etag: \"x\"\r\n"), "{status}: {text}");
+        }
     }
 
     #[test]
@@ -810,5 +930,103 @@ mod tests {
         with_date(|b| d.extend_from_slice(b));
         let text = String::from_utf8(d).unwrap();
         assert!(httpdate::parse_http_date(&text).is_ok(), "{text}");
+    }
+
+    #[test]
+    fn host_must_be_a_uri_host_with_an_optional_port() {
+        for ok in [
+            "gw",
+            "gw:8090",
+            "gw:",
+            "10.0.1.5:3000",
+            "[::1]:8090",
+            "[2001:db8::1]",
+            "[v1.fe80::a+en1]",
+            "a-b.c_d~e",
+            "%41pi.example",
+            "!$&'()*+,;=",
+            "",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok:?} refused");
+            let req = format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n");
+            assert_eq!(head(req.as_bytes()).parts.headers["host"], ok);
+        }
+        for bad in [
+            &b"a b"[..],
+            b"\xffa@evil",
+            b"user@gw",
+            b"user:pw@gw",
+            b"gw:80a",
+            b"gw:80:80",
+            b"[::1",
+            b"[]",
+            b"[::1]x",
+            b"[::1]:8x",
+            b"gw/path",
+            b"gw?q",
+            b"%4",
+            b"%zz",
+            b"g\"w",
+        ] {
+            assert!(
+                !valid_host(bad),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut req = b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n".to_vec();
+        assert_eq!(refused(&req), RequestError::InvalidHost);
+        req = b"GET / HTTP/1.1\r\nHost: \xffa@evil\r\n\r\n".to_vec();
+        let e = refused(&req);
+        assert_eq!(e, RequestError::InvalidHost);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        // HTTP/1.0 may leave Host out, but one it sends is checked.
+        assert_eq!(
+            refused(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
+            RequestError::InvalidHost
+        );
+    }
+
+    #[test]
+    fn an_absolute_form_authority_replaces_host() {
+        let h = head(b"GET http://evil.example/api/icalink/l HTTP/1.1\r\nHost: probe\r\n\r\n");
+        assert_eq!(
+            h.parts.headers.get_all("host").iter().collect::<Vec<_>>(),
+            ["evil.example"]
+        );
+        assert_eq!(h.parts.uri.path(), "/api/icalink/l");
+        let h = head(b"GET HTTPS://gw:8443/x?q=1 HTTP/1.1\r\n\r\n");
+        assert_eq!(h.parts.headers["host"], "gw:8443");
+        for bad in [
+            &b"GET http://user:pw@gw/x HTTP/1.1\r\nHost: gw\r\n\r\n"[..],
+            b"GET http://user@gw/x HTTP/1.1\r\n\r\n",
+            b"GET ftp://gw/x HTTP/1.1\r\nHost: gw\r\n\r\n",
+        ] {
+            assert_eq!(
+                refused(bad),
+                RequestError::InvalidHost,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Several Host headers stay a 400 whatever the target says.
+        assert_eq!(
+            refused(b"GET http://gw/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            RequestError::DuplicateHost
+        );
+    }
+
+    #[test]
+    fn an_http10_expectation_of_100_continue_is_ignored() {
+        let h = head(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+        assert!(!h.expect_continue, "a 1.0 client gets no 100 Continue");
+        assert!(
+            !h.parts.headers.contains_key("expect"),
+            "nor is the expectation forwarded"
+        );
+        let h = head(
+            b"POST / HTTP/1.1\r\nHost: g\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        );
+        assert!(h.expect_continue);
     }
 }

@@ -238,7 +238,12 @@ pub fn parse_response_head(
     let http10 = version == 0;
     let framing = framing_headers.framing(&raw, &fields, status, request_method, http10)?;
     let keep_alive = !http10 && !framing_headers.close;
-    let content_length = framing_headers.length.and_then(Result::ok);
+    // Kept for a HEAD answer only: a 204 or 304 must not carry one on to the client (see
+    // `ResponseFraming::Bodiless` in the listener's codec).
+    let content_length = framing_headers
+        .length
+        .and_then(Result::ok)
+        .filter(|_| status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED);
     let (mut head, ()) = Response::new(()).into_parts();
     head.status = status;
     head.version = if http10 {
@@ -460,11 +465,22 @@ pub enum Chunked {
 }
 
 impl Chunked {
+    /// The most bytes [`Chunked::decode`] leaves in the buffer when it asks for more: the
+    /// longest line it will wait for (a chunk-size line or what is left of the trailer
+    /// section) and its CRLF. Whatever a peer sends, a connection buffers no more than this
+    /// (plus one read) for chunk framing.
+    pub const MAX_BUFFERED: usize = if MAX_CHUNK_LINE > MAX_TRAILERS {
+        MAX_CHUNK_LINE + 1
+    } else {
+        MAX_TRAILERS + 1
+    };
+
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ProtocolError> {
         loop {
             match *self {
                 Self::Size => {
-                    let Some(end) = line_end(buf, MAX_CHUNK_LINE)? else {
+                    let Some(end) = line_end(buf, MAX_CHUNK_LINE, "chunk size line too long")?
+                    else {
                         return Ok(Decoded::NeedMore);
                     };
                     let size = parse_chunk_size(&buf[..end])?;
@@ -481,7 +497,8 @@ impl Chunked {
                     }
                     let n = usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
                     let data = buf.split_to(n).freeze();
-                    let left = remaining - n as u64;
+                    // `n <= remaining`: taken as the minimum of the two above.
+                    let left = remaining.saturating_sub(n as u64);
                     *self = if left == 0 {
                         Self::DataEnd
                     } else {
@@ -500,14 +517,21 @@ impl Chunked {
                     *self = Self::Size;
                 }
                 Self::Trailers(seen) => {
-                    let Some(end) = line_end(buf, MAX_TRAILERS - seen)? else {
+                    // One limit for the whole trailer section, however its lines are cut:
+                    // what is left of it bounds the next field line and its CRLF. The empty
+                    // line that ends the section is always allowed.
+                    let left = MAX_TRAILERS.saturating_sub(seen).saturating_sub(2);
+                    let Some(end) = line_end(buf, left, "trailer section too large")? else {
                         return Ok(Decoded::NeedMore);
                     };
-                    buf.advance(end + 2);
                     if end == 0 {
+                        buf.advance(2);
                         *self = Self::Done;
                         return Ok(Decoded::Done);
                     }
+                    check_field_line(&buf[..end])?;
+                    buf.advance(end + 2);
+                    // `end <= left`, so `seen` never passes MAX_TRAILERS.
                     *self = Self::Trailers(seen + end + 2);
                 }
                 Self::Done => return Ok(Decoded::Done),
@@ -517,44 +541,120 @@ impl Chunked {
 }
 
 /// Position of the CR of the first line's CRLF, if a whole line is buffered. A line longer
-/// than `max` or ended by a bare LF is an error.
-fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>, ProtocolError> {
+/// than `max` (`too_long` says which limit) or ended by a bare LF is an error.
+fn line_end(
+    buf: &[u8],
+    max: usize,
+    too_long: &'static str,
+) -> Result<Option<usize>, ProtocolError> {
     let window = &buf[..buf.len().min(max.saturating_add(2))];
     match window.iter().position(|&b| b == b'\n') {
         Some(0) => Err(ProtocolError::Chunk("bare LF")),
         Some(lf) if window[lf - 1] != b'\r' => Err(ProtocolError::Chunk("bare LF")),
         Some(lf) => Ok(Some(lf - 1)),
-        None if buf.len() > max.saturating_add(1) => Err(ProtocolError::Chunk("line too long")),
+        None if buf.len() > max.saturating_add(1) => Err(ProtocolError::Chunk(too_long)),
         None => Ok(None),
     }
 }
 
-/// `chunk-size [ chunk-ext ]`: hex digits, then optionally whitespace and `;` extensions.
+/// `chunk-size [ chunk-ext ]` exactly as RFC 9112 section 7.1 writes it: hex digits, then
+/// `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )` and nothing else (no
+/// whitespace after the size unless an extension follows, no bare CR, no control bytes).
+/// Why strict although extensions are dropped: a lenient reading here is exactly where two
+/// parsers come to disagree about where a chunk ends.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, ProtocolError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
         return Err(ProtocolError::Chunk("missing chunk size"));
     }
-    if digits > 16 {
-        return Err(ProtocolError::Chunk("chunk size too large"));
-    }
-    let mut size = 0u64;
-    for &d in &line[..digits] {
-        // Hex digits only, checked above.
-        let v = (d as char).to_digit(16).unwrap_or(0);
-        size = (size << 4) | u64::from(v);
-    }
-    let rest = line[digits..].trim_ascii_start();
-    match rest.first() {
-        None => Ok(size),
-        Some(b';')
-            if rest
-                .iter()
-                .all(|&b| b == b'\t' || (b' '..0x7f).contains(&b) || b >= 0x80) =>
-        {
-            Ok(size)
+    let size = line[..digits]
+        .iter()
+        .try_fold(0u64, |n, &d| n.checked_mul(16)?.checked_add(hex_value(d)))
+        .ok_or(ProtocolError::Chunk("chunk size too large"))?;
+    check_chunk_ext(&line[digits..])?;
+    Ok(size)
+}
+
+fn hex_value(d: u8) -> u64 {
+    u64::from(match d {
+        b'0'..=b'9' => d - b'0',
+        b'a'..=b'f' => d - b'a' + 10,
+        b'A'..=b'F' => d - b'A' + 10,
+        _ => 0,
+    })
+}
+
+fn check_chunk_ext(mut rest: &[u8]) -> Result<(), ProtocolError> {
+    const BAD: ProtocolError = ProtocolError::Chunk("invalid chunk extension");
+    while !rest.is_empty() {
+        rest = skip_ws(rest).strip_prefix(b";").ok_or(BAD)?;
+        rest = skip_ws(rest);
+        let name = token_len(rest);
+        if name == 0 {
+            return Err(BAD);
         }
-        Some(_) => Err(ProtocolError::Chunk("invalid chunk size line")),
+        rest = &rest[name..];
+        if let Some(value) = skip_ws(rest).strip_prefix(b"=") {
+            let value = skip_ws(value);
+            let len = match value.first() {
+                Some(b'"') => quoted_string_len(value).ok_or(BAD)?,
+                _ => token_len(value),
+            };
+            if len == 0 {
+                return Err(BAD);
+            }
+            rest = &value[len..];
+        }
+    }
+    Ok(())
+}
+
+/// A trailer field line, `field-name ":" OWS field-value OWS` (RFC 9110 section 5): a token
+/// right before the colon, then only visible bytes, spaces and tabs. A line that starts with
+/// whitespace is obsolete folding, refused as in heads.
+fn check_field_line(line: &[u8]) -> Result<(), ProtocolError> {
+    let name = token_len(line);
+    match line.get(name) {
+        Some(b':') if name > 0 && line[name + 1..].iter().all(|&b| is_field_byte(b)) => Ok(()),
+        _ => Err(ProtocolError::Chunk("invalid trailer field")),
+    }
+}
+
+/// `tchar` of RFC 9110 section 5.6.2.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A byte a field value may hold: VCHAR, obs-text, SP and HTAB (RFC 9110 section 5.5).
+pub fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+fn token_len(s: &[u8]) -> usize {
+    s.iter().take_while(|&&b| is_tchar(b)).count()
+}
+
+fn skip_ws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
+}
+
+/// Length of the quoted-string at the start of `s` (RFC 9110 section 5.6.4), quotes included.
+fn quoted_string_len(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    loop {
+        match *s.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                let escaped = *s.get(i + 1)?;
+                if !is_field_byte(escaped) {
+                    return None;
+                }
+                i += 2;
+            }
+            b if is_field_byte(b) => i += 1,
+            _ => return None,
+        }
     }
 }
 
@@ -937,8 +1037,7 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode_however_the_bytes_arrive() {
-        let wire =
-            b"5\r\nhello\r\n1;ext=\"v\"\r\n \r\nA \r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        let wire = b"5\r\nhello\r\n1;ext=\"v\"\r\n \r\nA ; n = \"q\\\"x\"\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
         for step in [1, 2, 3, 7, wire.len()] {
             let (body, rest) = dechunk(wire, step).unwrap();
             assert_eq!(body, b"hello 0123456789", "step {step}");
@@ -966,7 +1065,7 @@ mod tests {
         let long = format!("1;{}\r\n", "e".repeat(MAX_CHUNK_LINE));
         assert_eq!(
             dechunk(long.as_bytes(), 512),
-            Err(ProtocolError::Chunk("line too long"))
+            Err(ProtocolError::Chunk("chunk size line too long"))
         );
     }
 
@@ -979,5 +1078,185 @@ mod tests {
             Ok(Decoded::Data(Bytes::from_static(b"ab")))
         );
         assert_eq!(dec, Chunked::Data(u64::MAX - 2));
+    }
+
+    /// Feeds `wire` whole to a fresh decoder until it stops; how much it left buffered.
+    fn decode_all(wire: &[u8]) -> (Result<Vec<u8>, ProtocolError>, usize) {
+        let mut dec = Chunked::default();
+        let mut buf = BytesMut::from(wire);
+        let mut body = Vec::new();
+        loop {
+            match dec.decode(&mut buf) {
+                Ok(Decoded::Data(d)) => body.extend_from_slice(&d),
+                Ok(Decoded::Done) => return (Ok(body), buf.len()),
+                Ok(Decoded::NeedMore) => return (Ok(body), buf.len()),
+                Err(e) => return (Err(e), buf.len()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_trailer_section_is_bounded_in_total_whatever_its_first_line() {
+        // The lengths around the limit where the remaining allowance used to wrap (a first
+        // line of 16383 or 16384 bytes made every later line unbounded).
+        for first in [
+            MAX_TRAILERS - 4,
+            MAX_TRAILERS - 3,
+            MAX_TRAILERS - 2,
+            MAX_TRAILERS - 1,
+            MAX_TRAILERS,
+            MAX_TRAILERS + 1,
+        ] {
+            let line = format!("X: {}", "a".repeat(first - 3));
+            assert_eq!(line.len(), first);
+            // The first line, then a second one that never ends.
+            let mut wire = format!("0\r\n{line}\r\nY: ").into_bytes();
+            wire.extend(std::iter::repeat_n(b'b', 4 * MAX_TRAILERS));
+            let (got, left) = decode_all(&wire);
+            assert_eq!(
+                got,
+                Err(ProtocolError::Chunk("trailer section too large")),
+                "first line of {first} bytes"
+            );
+            assert!(left <= wire.len());
+            // Fed in small reads, the decoder never holds more than its limit.
+            let mut dec = Chunked::default();
+            let mut buf = BytesMut::new();
+            let mut refused = false;
+            for piece in wire.chunks(1000) {
+                buf.extend_from_slice(piece);
+                match dec.decode(&mut buf) {
+                    Ok(Decoded::NeedMore) => assert!(
+                        buf.len() <= Chunked::MAX_BUFFERED,
+                        "{first}: {} buffered",
+                        buf.len()
+                    ),
+                    Err(_) => {
+                        refused = true;
+                        break;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert!(refused, "{first}: never refused");
+        }
+    }
+
+    #[test]
+    fn a_trailer_section_of_exactly_the_limit_is_read_and_one_byte_more_is_not() {
+        // Two field lines with their CRLFs fill MAX_TRAILERS exactly.
+        let half = MAX_TRAILERS / 2 - 2;
+        let field = |n: usize| format!("X: {}\r\n", "v".repeat(n - 3));
+        let exact = format!("1\r\nz\r\n0\r\n{}{}\r\n", field(half), field(half));
+        assert_eq!(exact.len() - "1\r\nz\r\n0\r\n\r\n".len(), MAX_TRAILERS);
+        assert_eq!(decode_all(exact.as_bytes()).0, Ok(b"z".to_vec()));
+        let over = format!("0\r\n{}{}\r\n", field(half), field(half + 1));
+        assert_eq!(
+            decode_all(over.as_bytes()).0,
+            Err(ProtocolError::Chunk("trailer section too large"))
+        );
+    }
+
+    #[test]
+    fn trailer_lines_follow_the_field_grammar() {
+        for ok in ["x:", "x: 1", "X-Sum:\tab c\t", "x:\u{80}"] {
+            let wire = format!("0\r\n{ok}\r\n\r\n");
+            assert_eq!(decode_all(wire.as_bytes()).0, Ok(Vec::new()), "{ok:?}");
+        }
+        for bad in [
+            " folded",
+            "\tx: 1",
+            "x : 1",
+            ":v",
+            "x",
+            "x:\u{1}",
+            "x:a\rb",
+            "x\u{7f}: 1",
+        ] {
+            let wire = format!("0\r\n{bad}\r\n\r\n");
+            assert!(
+                matches!(decode_all(wire.as_bytes()).0, Err(ProtocolError::Chunk(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_size_lines_are_exactly_rfc_9112() {
+        for ok in [
+            "5",
+            "05",
+            "00000000000000000005",
+            "5;a",
+            "5 ; a",
+            "5;a=b",
+            "5 ;\ta = b ; c",
+            "5;a=\"\"",
+            "5;a=\"x y\\\"z\"",
+            "5;a=\"\u{80}\"",
+        ] {
+            let wire = format!("{ok}\r\nhello\r\n0\r\n\r\n");
+            assert_eq!(
+                decode_all(wire.as_bytes()).0,
+                Ok(b"hello".to_vec()),
+                "{ok:?}"
+            );
+        }
+        for bad in [
+            "5\r\r;ABCD",
+            "5\u{c}",
+            "5 ",
+            "5\t",
+            "5;",
+            "5; ",
+            "5;a ",
+            "5;a=",
+            "5;a= ",
+            "5;a=b c",
+            "5;a=\"x",
+            "5;a=\"x\"y",
+            "5;a=\"\u{1}\"",
+            "5;a=\"\\\u{1}\"",
+            "5;=b",
+            "5,6",
+            " 5",
+            "0x5",
+            "10000000000000000",
+        ] {
+            let wire = format!("{bad}\r\nhello\r\n0\r\n\r\n");
+            assert!(
+                matches!(decode_all(wire.as_bytes()).0, Err(ProtocolError::Chunk(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_no_content_or_not_modified_answer_loses_its_length_and_a_head_answer_keeps_it() {
+        for (raw, method, want) in [
+            (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 80\r\n\r\n",
+                Method::GET,
+                None,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 80\r\n\r\n",
+                Method::GET,
+                None,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 80\r\n\r\n",
+                Method::HEAD,
+                Some(80),
+            ),
+        ] {
+            let p = final_head(raw, &method);
+            assert_eq!(p.framing, Framing::Empty, "{raw:?}");
+            let raw_headers = p.head.extensions.get::<RawHeaders>().unwrap();
+            assert_eq!(raw_headers.content_length(), want, "{raw:?}");
+            let mut map = HeaderMap::new();
+            raw_headers.append_to(&mut map);
+            assert_eq!(map.contains_key(CONTENT_LENGTH), want.is_some(), "{raw:?}");
+        }
     }
 }
