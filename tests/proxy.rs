@@ -996,7 +996,7 @@ async fn health_on_both_listeners_and_admin_serves_no_routes() {
 #[tokio::test]
 async fn h2c_clients_are_proxied_to_http1_upstreams() {
     let (up, seen) = Upstream::recording("127.0.0.1:0").await;
-    let gw = Gateway::start(&config(&[up.addr], &[up.addr], "")).await;
+    let gw = Gateway::start(&config(&[up.addr], &[up.addr], "http2 = true")).await;
     let h2: hyper_util::client::legacy::Client<_, TestBody> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(true)
@@ -1011,4 +1011,25 @@ async fn h2c_clients_are_proxied_to_http1_upstreams() {
     let s = seen.lock().unwrap().pop().unwrap();
     assert_eq!(s.uri.path(), "/api/icalink/v1/checkin");
     assert_eq!(s.headers["host"], gw.addr.to_string().as_str());
+}
+
+/// h2c is opt-in (`server.http2`): by default the preface is an HTTP version the listener
+/// does not speak.
+#[tokio::test]
+async fn h2c_is_refused_unless_enabled() {
+    let (up, seen) = Upstream::recording("127.0.0.1:0").await;
+    let gw = Gateway::start(&config(&[up.addr], &[up.addr], "")).await;
+    let reply = raw_exchange(
+        gw.addr,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 505 "), "{reply}");
+    let h2: hyper_util::client::legacy::Client<_, TestBody> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    assert!(h2.get(gw.url("/api/icalink/x")).await.is_err());
+    assert!(seen.lock().unwrap().is_empty());
 }

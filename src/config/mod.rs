@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// `X-Forwarded-For` (the old gateway's `trustProxy: true`). Set false when clients reach
     /// the gateway directly rather than through a proxy you control.
     pub trust_forwarded: bool,
+    /// Serve HTTP/2 over cleartext (h2c with prior knowledge) on the public listener. Off by
+    /// default: the old gateway spoke HTTP/1.1 only, and nginx in front of it speaks HTTP/1.1
+    /// to it; when off, a client's HTTP/2 preface is an unsupported version (505).
+    pub http2: bool,
     /// Threads serving requests, each running its own single-threaded runtime (the main thread
     /// keeps accept, discovery, probes and admin); absent: std's `available_parallelism`, which
     /// honours the container's CPU quota.
@@ -81,6 +85,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_size: 64 * 1024,
             trust_forwarded: true,
+            http2: false,
             workers: None,
         }
     }

@@ -168,6 +168,7 @@ impl Server {
             builder: connection_builder(&self.config),
             header_read_timeout: self.config.header_read_timeout,
             max_header_size: self.config.max_header_size,
+            http2: self.config.http2,
         });
         let tracker = TaskTracker::new();
         let stop_accepting = CancellationToken::new();
@@ -346,6 +347,8 @@ struct ConnectionSettings {
     builder: auto::Builder<TokioExecutor>,
     header_read_timeout: Duration,
     max_header_size: usize,
+    /// h2c on the public listener (`server.http2`).
+    http2: bool,
 }
 
 async fn serve<H: Handler>(

@@ -194,7 +194,8 @@ async fn read_head<S: std::future::Future<Output = ()> + Unpin>(
     loop {
         if complete_possible {
             let n = buf.len().min(H2_PREFACE.len());
-            if first && buf[..n] == H2_PREFACE[..n] {
+            // Without `http2`, the preface is parsed as a request line ("PRI * HTTP/2.0"): 505.
+            if first && settings.http2 && buf[..n] == H2_PREFACE[..n] {
                 if n == H2_PREFACE.len() {
                     return HeadRead::Http2;
                 }
