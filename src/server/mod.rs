@@ -13,7 +13,7 @@
 mod body;
 mod head_deadline;
 pub mod health;
-mod http1;
+pub mod http1;
 mod lifecycle;
 mod rewind;
 pub mod workers;

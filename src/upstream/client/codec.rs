@@ -19,11 +19,11 @@ use super::raw::{Field, Fields, RawHeaders};
 /// Largest response head we read: the same as the default `max_header_size` for requests.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines in one response head (hyper's default).
-const MAX_HEADERS: usize = 100;
+pub const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line, extensions included.
-const MAX_CHUNK_LINE: usize = 4 * 1024;
+pub const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Most bytes of trailer fields after the last chunk (read and dropped).
-const MAX_TRAILERS: usize = 16 * 1024;
+pub const MAX_TRAILERS: usize = 16 * 1024;
 
 /// A response the gateway will not forward.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -409,14 +409,15 @@ pub struct Codings {
 pub fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Codings {
     let mut codings = values
         .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
+        .map(trim_ows)
         .filter(|c| !c.is_empty())
         .peekable();
     let mut found = Codings::default();
     while let Some(coding) = codings.next() {
         if !coding.eq_ignore_ascii_case(b"chunked") {
             found.other = true;
-        } else if codings.peek().is_some() || found.chunked {
+        } else if codings.peek().is_some() || found.chunked || found.misplaced {
+            // Not last, or listed before (a misplaced one counts: "chunked" means once).
             found.misplaced = true;
         } else {
             found.chunked = true;
@@ -430,16 +431,31 @@ pub fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Codings {
 pub fn content_lengths(value: &[u8]) -> impl Iterator<Item = Option<u64>> + '_ {
     value
         .split(|&b| b == b',')
-        .map(|part| parse_decimal(part.trim_ascii()))
+        .map(|part| parse_decimal(trim_ows(part)))
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
+    if digits.is_empty() {
         return None;
     }
     digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+/// Optional whitespace (`OWS`, RFC 9110 section 5.6.3: spaces and tabs) trimmed off both ends.
+pub fn trim_ows(s: &[u8]) -> &[u8] {
+    let start = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    let end = s.len()
+        - s[start..]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
+    &s[start..end]
 }
 
 /// What the chunked decoder got out of the buffer.
@@ -1258,5 +1274,25 @@ mod tests {
             raw_headers.append_to(&mut map);
             assert_eq!(map.contains_key(CONTENT_LENGTH), want.is_some(), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn content_lengths_are_plain_decimal_checked_for_overflow() {
+        let parse = |v: &str| content_lengths(v.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(parse("0000000000000000000005"), [Some(5)]);
+        assert_eq!(parse("18446744073709551615"), [Some(u64::MAX)]);
+        assert_eq!(parse("18446744073709551616"), [None]);
+        assert_eq!(parse(" 5 ,\t6"), [Some(5), Some(6)]);
+        // Only spaces and tabs are optional whitespace.
+        assert_eq!(parse("\u{c}5"), [None]);
+    }
+
+    #[test]
+    fn chunked_counts_only_when_listed_once_and_last() {
+        let codings = |v: &[&str]| transfer_codings(v.iter().map(|s| s.as_bytes()));
+        let c = codings(&["chunked, gzip", "chunked"]);
+        assert!(c.misplaced && !c.chunked, "{c:?}");
+        let c = codings(&["gzip", " chunked "]);
+        assert!(c.chunked && c.other && !c.misplaced, "{c:?}");
     }
 }
