@@ -856,7 +856,7 @@ async fn upstream_header_fields_pass_through_as_written() {
         let body = if head.starts_with(b"HEAD ") { "" } else { "ok" };
         format!("{fields}{body}").into_bytes()
     });
-    let gw = Gateway::start(&config(&[addr], &[addr], "")).await;
+    let gw = Gateway::start(&config(&[addr], &[addr], "http2 = true")).await;
     let exchange = |method: &str| {
         let request =
             format!("{method} /api/icalink/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");

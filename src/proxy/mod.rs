@@ -186,15 +186,27 @@ impl Gateway {
         if let Some(host) = add_host {
             head.headers.insert(HOST, host);
         }
+        // An HTTP/2 response body may sit unpolled while the client gives no window: the
+        // listener then needs the deadline to enforce it (see `server::h2`).
+        let h2 = head.version == Version::HTTP_2;
         head.version = Version::HTTP_11;
 
         let mut req = Request::from_parts(head, RequestBody::new(body, self.max_body));
-        let mut trace = Trace::default();
-        let sent = upstream.send(&mut req, &mut trace).await;
-        record.traced(&trace);
+        // Recorded however the exchange ends, a client that reset its stream included: the
+        // attempts it caused are load on the tasks and belong in its access-log line.
+        let mut traced = Traced {
+            record,
+            trace: Trace::default(),
+        };
+        let sent = upstream.send(&mut req, &mut traced.trace).await;
+        let deadline = traced.trace.deadline;
+        drop(traced);
         match sent {
             Ok(resp) => {
                 let (mut head, body) = resp.into_parts();
+                if h2 && let Some(deadline) = deadline {
+                    head.extensions.insert(deadline);
+                }
                 headers::strip_hop_by_hop(&mut head.headers);
                 if let Some(raw) = head.extensions.get_mut::<RawHeaders>() {
                     headers::strip_hop_by_hop_raw(raw);
@@ -216,6 +228,18 @@ impl Gateway {
                 },
             }),
         }
+    }
+}
+
+/// A trace that reaches the request's record when dropped, completed or cancelled.
+struct Traced<'a> {
+    record: &'a mut RequestRecord,
+    trace: Trace,
+}
+
+impl Drop for Traced<'_> {
+    fn drop(&mut self) {
+        self.record.traced(&self.trace);
     }
 }
 

@@ -21,7 +21,7 @@ pub enum ClientBody {
     /// Still arriving on one of our HTTP/1 connections, whose task reads it and passes it on.
     Http1(Streamed),
     /// Read by hyper (h2c and the admin listener).
-    Hyper(Incoming),
+    Hyper(HyperBody),
 }
 
 impl ClientBody {
@@ -32,8 +32,36 @@ impl ClientBody {
 
 impl From<Incoming> for ClientBody {
     fn from(body: Incoming) -> Self {
-        Self::Hyper(body)
+        Self::Hyper(HyperBody {
+            empty: body.is_end_stream(),
+            inner: body,
+            end: HyperEnd::Open,
+        })
     }
+}
+
+/// A body hyper reads, whose end is passed on one poll late.
+///
+/// Why: hyper reports an HTTP/2 stream the client reset with NO_ERROR or CANCEL as a body
+/// that ended cleanly (hyperium/hyper#3681), so a cut-off upload would reach the task as a
+/// complete request, its last chunk written. hyper polls the handler first and checks for a
+/// reset only when the handler is still pending; so the end is held back for one poll (the
+/// task woken at once): a reset stream's handler is dropped there, its upstream connection
+/// closed mid-body, and a real END_STREAM costs one extra poll.
+#[derive(Debug)]
+pub struct HyperBody {
+    inner: Incoming,
+    /// The stream had no body at all (END_STREAM on its HEADERS): nothing to cut off.
+    empty: bool,
+    end: HyperEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HyperEnd {
+    Open,
+    /// The end was seen and held back once.
+    Held,
+    Passed,
 }
 
 /// Why a client's body did not arrive whole.
@@ -97,9 +125,25 @@ impl Body for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Self::Hyper(inner) => Pin::new(inner)
-                .poll_frame(cx)
-                .map_err(|e| Box::new(e) as BoxError),
+            Self::Hyper(body) => match body.end {
+                HyperEnd::Passed => Poll::Ready(None),
+                HyperEnd::Held => {
+                    body.end = HyperEnd::Passed;
+                    Poll::Ready(None)
+                }
+                HyperEnd::Open => match Pin::new(&mut body.inner).poll_frame(cx) {
+                    Poll::Ready(None) if !body.empty => {
+                        body.end = HyperEnd::Held;
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    Poll::Ready(None) => {
+                        body.end = HyperEnd::Passed;
+                        Poll::Ready(None)
+                    }
+                    polled => polled.map_err(|e| Box::new(e) as BoxError),
+                },
+            },
             Self::Http1(s) => {
                 if s.ended {
                     return Poll::Ready(None);
@@ -136,7 +180,8 @@ impl Body for ClientBody {
         match self {
             Self::Full(data) => data.is_none(),
             Self::Http1(s) => s.ended,
-            Self::Hyper(inner) => inner.is_end_stream(),
+            // Not the inner body's word: it says "ended" after a reset too (see HyperBody).
+            Self::Hyper(body) => body.empty || body.end == HyperEnd::Passed,
         }
     }
 
@@ -146,7 +191,7 @@ impl Body for ClientBody {
             Self::Http1(s) => s
                 .remaining
                 .map_or_else(SizeHint::default, SizeHint::with_exact),
-            Self::Hyper(inner) => inner.size_hint(),
+            Self::Hyper(body) => body.inner.size_hint(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! requests finish within `shutdown_timeout`.
 
 mod body;
+mod h2;
 mod head_deadline;
 pub mod health;
 pub mod http1;
@@ -21,6 +22,7 @@ pub mod workers;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -46,6 +48,7 @@ use crate::config::{Config, ServerConfig};
 use crate::proxy::Gateway;
 use crate::proxy::body::ResponseBody;
 use crate::telemetry::ErrorChain;
+use crate::upstream::Deadline;
 use crate::upstream::client::RawHeaders;
 
 /// Something that answers requests on a listener.
@@ -253,7 +256,12 @@ fn connection_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX))
+        .max_concurrent_streams(h2::MAX_CONCURRENT_STREAMS)
+        // A peer that stopped answering is found while streams are open; an idle connection
+        // is closed by `serve_connection` after `header_read_timeout`, as HTTP/1's are.
+        .keep_alive_interval(Some(cfg.header_read_timeout))
+        .keep_alive_timeout(cfg.header_read_timeout);
     builder
 }
 
@@ -368,16 +376,28 @@ where
     H: Handler,
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let streams = Arc::new(h2::Streams::default());
     let svc = {
         let conn = conn.clone();
+        let streams = streams.clone();
         service_fn(move |req: Request<Incoming>| {
             let conn = conn.clone();
+            let streams = streams.clone();
             async move {
-                let req = req.map(ClientBody::from);
+                let mut req = req.map(ClientBody::from);
                 conn.requested.store(true, Ordering::Relaxed);
                 let http1 = req.version() < Version::HTTP_2;
+                // Counted from the start: a stream whose handler is dropped before it
+                // answered was reset by the client (see `h2`).
+                let mut stream = None;
                 if !http1 {
                     conn.is_h2.store(true, Ordering::Relaxed);
+                    let mut guard = streams.start();
+                    if let Err(e) = h2::check_request(&mut req) {
+                        guard.answered();
+                        return Ok(h2::watch(h2::refusal(&e), guard, None));
+                    }
+                    stream = Some(guard);
                 }
                 let mut resp = conn.handler.handle(req, conn.peer).await;
                 // hyper writes only what is in the map.
@@ -388,6 +408,11 @@ where
                     // hyper closes the connection after a response that says so.
                     resp.headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                if let Some(mut guard) = stream {
+                    guard.answered();
+                    let deadline = resp.extensions_mut().remove::<Deadline>();
+                    resp = h2::watch(resp, guard, deadline);
                 }
                 Ok::<_, Infallible>(resp)
             }
@@ -400,21 +425,67 @@ where
     let mut stopping = OnlyWhenWoken::new(conn.lifecycle.stopping());
     let accepted = tokio::time::Instant::now();
     let mut tick = head_deadline::tick(settings.header_read_timeout);
+    // HTTP/2 only: when the last stream ended, whether GOAWAY went out, and when an abusive
+    // connection is dropped whatever it still has in flight.
+    let mut idle_since = accepted;
+    let mut goaway_sent = false;
+    let mut drop_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let result = loop {
         tokio::select! {
             biased;
             result = served.as_mut() => break result,
+            () = async {
+                match drop_at.as_mut() {
+                    Some(at) => at.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                tracing::warn!(peer = %conn.peer, "HTTP/2 connection dropped: it reset most of its streams");
+                break Ok(());
+            }
+            () = streams.changed.notified() => {
+                if streams.active() == 0 {
+                    idle_since = tokio::time::Instant::now();
+                }
+                match streams.verdict() {
+                    h2::Verdict::Fine => {}
+                    h2::Verdict::Enough => {
+                        if !goaway_sent {
+                            goaway_sent = true;
+                            served.as_mut().graceful_shutdown();
+                        }
+                    }
+                    h2::Verdict::Abusive => {
+                        if drop_at.is_none() {
+                            if !goaway_sent {
+                                goaway_sent = true;
+                                served.as_mut().graceful_shutdown();
+                            }
+                            drop_at = Some(Box::pin(tokio::time::sleep(h2::ABUSE_GRACE)));
+                        }
+                    }
+                }
+            }
             () = &mut tick => {
                 // Before the first head, hyper-util is still reading the preface to tell
                 // HTTP/1 from h2c, and hyper's head deadline is not running yet: a client
                 // that sent nothing (or a few bytes) is cut off here. After that, waking up
-                // is all the tick does: the next turn polls `served`, and hyper compares its
-                // head deadline.
+                // is all the tick does for HTTP/1: the next turn polls `served`, and hyper
+                // compares its head deadline.
                 if !conn.requested.load(Ordering::Relaxed)
                     && accepted.elapsed() >= settings.header_read_timeout
                 {
                     tracing::debug!(peer = %conn.peer, "no request head within header_read_timeout");
                     break Ok(());
+                }
+                // An HTTP/2 connection with no stream for as long goes too (GOAWAY first).
+                if conn.is_h2.load(Ordering::Relaxed)
+                    && !goaway_sent
+                    && streams.active() == 0
+                    && idle_since.elapsed() >= settings.header_read_timeout
+                {
+                    goaway_sent = true;
+                    served.as_mut().graceful_shutdown();
                 }
                 tick = head_deadline::tick(settings.header_read_timeout);
             }
@@ -423,12 +494,15 @@ where
                 // HTTP/2 has no per-response close: GOAWAY now lets in-flight streams finish
                 // and sends new ones elsewhere. HTTP/1 connections are closed response by
                 // response, above, so keep-alive clients are not cut off mid-race.
-                if conn.is_h2.load(Ordering::Relaxed) {
+                if conn.is_h2.load(Ordering::Relaxed) && !goaway_sent {
+                    goaway_sent = true;
                     served.as_mut().graceful_shutdown();
                 }
             }
             () = &mut stopping => {
-                served.as_mut().graceful_shutdown();
+                if !goaway_sent {
+                    served.as_mut().graceful_shutdown();
+                }
                 break served.await;
             }
         }
