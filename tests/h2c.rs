@@ -4,15 +4,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http::{Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -215,21 +213,7 @@ async fn an_idle_h2_connection_is_closed() {
 /// cut off upstream, never completed; an upload that really ends still arrives whole.
 #[tokio::test]
 async fn a_reset_upload_never_reaches_the_task_as_complete() {
-    let complete = Arc::new(Mutex::new(Vec::<Bytes>::new()));
-    let log = complete.clone();
-    let up = Upstream::start(
-        "127.0.0.1:0",
-        Arc::new(move |req: Request<Incoming>| {
-            let log = log.clone();
-            Box::pin(async move {
-                if let Ok(body) = req.into_body().collect().await {
-                    log.lock().unwrap().push(body.to_bytes());
-                }
-                Response::new(full("ok"))
-            })
-        }),
-    )
-    .await;
+    let (up, complete) = completeness_recorder().await;
     let gw = Gateway::start(&config(&[up.addr], &[up.addr], "http2 = true")).await;
     let (mut send, _conn) = h2_connect(gw.addr, None).await;
     let upload = |send: h2::client::SendRequest<Bytes>, body: &'static [u8]| async move {

@@ -3,14 +3,9 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::{Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -173,14 +168,13 @@ async fn connection_cannot_strip_host_or_the_request_id() {
 /// HAProxy does); a cache behind the gateway that framed by it would desync.
 #[tokio::test]
 async fn no_content_and_not_modified_answers_lose_their_content_length() {
-    let addr = raw_answers(|head| {
+    let addr = raw_upstream(|head| {
         if head.starts_with(b"GET /api/icalink/304") {
             b"HTTP/1.1 304 Not Modified\r\nContent-Length: 80\r\nETag: \"v1\"\r\n\r\n".to_vec()
         } else {
             b"HTTP/1.1 204 No Content\r\nContent-Length: 80\r\n\r\n".to_vec()
         }
-    })
-    .await;
+    });
     let gw = Gateway::start(&config(&[addr], &[addr], "")).await;
     for path in ["/api/icalink/204", "/api/icalink/304"] {
         let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
@@ -260,49 +254,4 @@ async fn chunk_size_lines_outside_the_grammar_are_a_400() {
         ["hello"],
         "only the valid upload reached the task whole"
     );
-}
-
-/// An upstream on a bare socket that answers each request head with `answer(head)`.
-async fn raw_answers(answer: fn(&[u8]) -> Vec<u8>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while let Ok(n @ 1..) = s.read(&mut chunk).await {
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head: Vec<u8> = buf.drain(..end + 4).collect();
-                        if s.write_all(&answer(&head)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A task that keeps the bodies of the requests it received whole (one whose body broke off,
-/// because the gateway gave up on the client, is not kept).
-async fn completeness_recorder() -> (Upstream, Arc<Mutex<Vec<Bytes>>>) {
-    let complete = Arc::new(Mutex::new(Vec::new()));
-    let log = complete.clone();
-    let up = Upstream::start(
-        "127.0.0.1:0",
-        Arc::new(move |req: Request<Incoming>| {
-            let log = log.clone();
-            Box::pin(async move {
-                if let Ok(body) = req.into_body().collect().await {
-                    log.lock().unwrap().push(body.to_bytes());
-                }
-                Response::new(full("ok"))
-            })
-        }),
-    )
-    .await;
-    (up, complete)
 }

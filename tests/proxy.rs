@@ -801,34 +801,6 @@ async fn an_answer_before_the_upload_ends_reaches_the_client_and_its_connection_
     );
 }
 
-/// An upstream on a bare socket that answers each request head with `answer(head)`: for
-/// exact bytes that hyper's server would normalise (name case, reason phrases).
-fn raw_upstream(answer: fn(&[u8]) -> Vec<u8>) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while let Ok(n @ 1..) = s.read(&mut chunk).await {
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head: Vec<u8> = buf.drain(..end + 4).collect();
-                        if s.write_all(&answer(&head)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// A backend's own reason phrase ("299 Checked In") reaches the client as the backend wrote it.
 #[tokio::test]
 async fn a_custom_reason_phrase_passes_through() {

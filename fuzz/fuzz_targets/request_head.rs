@@ -10,7 +10,9 @@ use stratix_gateway::server::http1::codec::{
     BodyFraming, RequestError, RequestHead, parse_request_head,
 };
 use stratix_gateway::upstream::client::codec::MAX_HEADERS;
-use stratix_gateway_fuzz::{reference_codings, reference_content_lengths, reference_valid_host};
+use stratix_gateway_fuzz::{
+    line_ends, reference_codings, reference_content_lengths, reference_valid_host,
+};
 
 /// Small enough that the fuzzer reaches it.
 const MAX_HEAD: usize = 2048;
@@ -43,13 +45,7 @@ fn same(a: &RequestHead, b: &RequestHead) -> bool {
 fuzz_target!(|data: &[u8]| {
     let whole = parse(data);
     // The listener parses again after each read that brought a line end.
-    for end in data
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'\n')
-        .map(|(i, _)| i + 1)
-        .take(32)
-    {
+    for end in line_ends(data) {
         match (parse(&data[..end]), &whole) {
             (Ok(None), Ok(Some((_, len)))) => assert!(end < *len, "whole at {end}, not before"),
             (Ok(None), Err(_) | Ok(None)) => {}

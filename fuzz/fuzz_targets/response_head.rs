@@ -8,6 +8,7 @@ use http::{HeaderMap, Method, StatusCode, Version};
 use libfuzzer_sys::fuzz_target;
 use stratix_gateway::upstream::client::RawHeaders;
 use stratix_gateway::upstream::client::codec::{Framing, Head, parse_response_head};
+use stratix_gateway_fuzz::line_ends;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, data)) = data.split_first() else {
@@ -24,13 +25,7 @@ fuzz_target!(|data: &[u8]| {
         (got, bytes.len() - buf.len())
     };
     let (whole, consumed) = parse(data);
-    for end in data
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'\n')
-        .map(|(i, _)| i + 1)
-        .take(32)
-    {
+    for end in line_ends(data) {
         let (part, part_consumed) = parse(&data[..end]);
         match (&part, &whole) {
             (Ok(None), _) => assert_eq!(part_consumed, 0),

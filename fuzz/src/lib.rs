@@ -177,3 +177,13 @@ pub fn reads(data: &[u8]) -> (Vec<usize>, &[u8]) {
     };
     (sizes, message)
 }
+
+/// Where the lines of `data` end (the length of each prefix that ends with a line end), the
+/// first 32: the points at which a listener parses a head again as it arrives.
+pub fn line_ends(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    data.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .take(32)
+}

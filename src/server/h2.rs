@@ -243,3 +243,64 @@ impl Body for Watched {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens `n` streams one after another; the last `reset` of them end without an answer.
+    fn streams(n: u32, reset: u32) -> Arc<Streams> {
+        let s = Arc::new(Streams::default());
+        for i in 0..n {
+            let mut g = s.start();
+            if i < n - reset {
+                g.answered();
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn a_connection_is_abusive_past_the_reset_limit_with_half_its_streams_reset() {
+        assert_eq!(
+            streams(RESET_LIMIT - 1, RESET_LIMIT - 1).verdict(),
+            Verdict::Fine
+        );
+        assert_eq!(
+            streams(RESET_LIMIT, RESET_LIMIT).verdict(),
+            Verdict::Abusive
+        );
+        // Resets among many answered streams are a client cancelling now and then.
+        let s = streams(3 * RESET_LIMIT, RESET_LIMIT);
+        assert_eq!(s.verdict(), Verdict::Fine);
+        assert_eq!(s.active(), 0, "every stream ended");
+    }
+
+    #[test]
+    fn a_connection_has_had_enough_after_max_streams_and_abuse_outranks_it() {
+        let s = streams(MAX_STREAMS - 1, 0);
+        assert_eq!(s.verdict(), Verdict::Fine);
+        let mut g = s.start();
+        g.answered();
+        assert_eq!(s.verdict(), Verdict::Enough);
+        s.judge(Verdict::Abusive);
+        s.judge(Verdict::Enough);
+        assert_eq!(s.verdict(), Verdict::Abusive, "a verdict never softens");
+    }
+
+    #[tokio::test]
+    async fn the_last_stream_ending_wakes_the_connection() {
+        let s = Arc::new(Streams::default());
+        let mut a = s.start();
+        let mut b = s.start();
+        a.answered();
+        b.answered();
+        drop(a);
+        assert_eq!(s.active(), 1);
+        drop(b);
+        assert_eq!(s.active(), 0);
+        tokio::time::timeout(Duration::from_secs(5), s.changed.notified())
+            .await
+            .expect("woken when the connection went idle");
+    }
+}

@@ -425,10 +425,10 @@ where
     let mut stopping = OnlyWhenWoken::new(conn.lifecycle.stopping());
     let accepted = tokio::time::Instant::now();
     let mut tick = head_deadline::tick(settings.header_read_timeout);
-    // HTTP/2 only: when the last stream ended, whether GOAWAY went out, and when an abusive
-    // connection is dropped whatever it still has in flight.
+    // HTTP/2 only: when the last stream ended, and when an abusive connection is dropped
+    // whatever it still has in flight. (GOAWAY may be asked for more than once: hyper and h2
+    // send it once.)
     let mut idle_since = accepted;
-    let mut goaway_sent = false;
     let mut drop_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let result = loop {
         tokio::select! {
@@ -449,18 +449,10 @@ where
                 }
                 match streams.verdict() {
                     h2::Verdict::Fine => {}
-                    h2::Verdict::Enough => {
-                        if !goaway_sent {
-                            goaway_sent = true;
-                            served.as_mut().graceful_shutdown();
-                        }
-                    }
+                    h2::Verdict::Enough => served.as_mut().graceful_shutdown(),
                     h2::Verdict::Abusive => {
+                        served.as_mut().graceful_shutdown();
                         if drop_at.is_none() {
-                            if !goaway_sent {
-                                goaway_sent = true;
-                                served.as_mut().graceful_shutdown();
-                            }
                             drop_at = Some(Box::pin(tokio::time::sleep(h2::ABUSE_GRACE)));
                         }
                     }
@@ -480,11 +472,9 @@ where
                 }
                 // An HTTP/2 connection with no stream for as long goes too (GOAWAY first).
                 if conn.is_h2.load(Ordering::Relaxed)
-                    && !goaway_sent
                     && streams.active() == 0
                     && idle_since.elapsed() >= settings.header_read_timeout
                 {
-                    goaway_sent = true;
                     served.as_mut().graceful_shutdown();
                 }
                 tick = head_deadline::tick(settings.header_read_timeout);
@@ -494,15 +484,12 @@ where
                 // HTTP/2 has no per-response close: GOAWAY now lets in-flight streams finish
                 // and sends new ones elsewhere. HTTP/1 connections are closed response by
                 // response, above, so keep-alive clients are not cut off mid-race.
-                if conn.is_h2.load(Ordering::Relaxed) && !goaway_sent {
-                    goaway_sent = true;
+                if conn.is_h2.load(Ordering::Relaxed) {
                     served.as_mut().graceful_shutdown();
                 }
             }
             () = &mut stopping => {
-                if !goaway_sent {
-                    served.as_mut().graceful_shutdown();
-                }
+                served.as_mut().graceful_shutdown();
                 break served.await;
             }
         }

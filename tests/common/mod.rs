@@ -320,3 +320,52 @@ pub async fn eventually<F: FnMut() -> bool>(what: &str, mut cond: F) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// An upstream on a bare socket that answers each request head with `answer(head)`: for
+/// exact bytes that hyper's server would normalise (name case, reason phrases).
+pub fn raw_upstream(answer: fn(&[u8]) -> Vec<u8>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        if s.write_all(&answer(&head)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A task that keeps the bodies of the requests it received whole; one whose body broke off
+/// (the gateway gave up on its client mid-upload) is not kept.
+pub async fn completeness_recorder() -> (Upstream, Arc<Mutex<Vec<Bytes>>>) {
+    let complete = Arc::new(Mutex::new(Vec::new()));
+    let log = complete.clone();
+    let up = Upstream::start(
+        "127.0.0.1:0",
+        Arc::new(move |req: Request<Incoming>| {
+            let log = log.clone();
+            Box::pin(async move {
+                if let Ok(body) = req.into_body().collect().await {
+                    log.lock().unwrap().push(body.to_bytes());
+                }
+                Response::new(full("ok"))
+            })
+        }),
+    )
+    .await;
+    (up, complete)
+}
