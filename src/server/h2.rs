@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{EXPECT, HOST};
+use http::header::EXPECT;
 use http::{HeaderName, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::ClientBody;
-use super::http1::codec::{RequestError, settle_host};
+use super::http1::codec::{Hosts, RequestError, settle_host};
 use crate::proxy::body::{BoxError, ResponseBody};
 use crate::proxy::error::json_error;
 use crate::upstream::Deadline;
@@ -148,7 +148,7 @@ pub fn check_request(req: &mut Request<ClientBody>) -> Result<(), RequestError> 
     if req.headers().len() > MAX_HEADERS {
         return Err(RequestError::TooManyHeaders);
     }
-    let hosts = req.headers().get_all(HOST).iter().count();
+    let hosts = Hosts::of(req.headers());
     // A clone (reference counts) because `http` lends the URI and the headers only one at a
     // time; h2 only, off the HTTP/1 path.
     let uri = req.uri().clone();

@@ -447,15 +447,14 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 }
 
 /// Optional whitespace (`OWS`, RFC 9110 section 5.6.3: spaces and tabs) trimmed off both ends.
-pub fn trim_ows(s: &[u8]) -> &[u8] {
-    let start = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-    let end = s.len()
-        - s[start..]
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b' ' || b == b'\t')
-            .count();
-    &s[start..end]
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
 }
 
 /// What the chunked decoder got out of the buffer.
