@@ -11,44 +11,30 @@
 set -euo pipefail
 [ "$#" -gt 0 ] || { sed -n 2,9p "$0"; exit 2; }
 STATE=$(mktemp -d)
-PATH_="/api/icalink/v1/attendance/19644/checkin"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-for i in 2 3 4; do
-  mkdir -p "$STATE/tmp-task$i"
-  t="$STATE/tmp-task$i"
-  cat > "$STATE/task$i.conf" <<EOC
-worker_processes 1; daemon off; pid $STATE/task$i.pid; error_log $STATE/task$i.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_timeout 75s; keepalive_requests 10000000;
-  client_body_temp_path $t; proxy_temp_path $t; fastcgi_temp_path $t; uwsgi_temp_path $t; scgi_temp_path $t;
-  server { listen 127.0.0.$i:3000; location = /health { return 200 "ok\n"; }
-    location / { default_type application/json; return 200 '{"ok":true}'; } } }
-EOC
-  nginx -c "$STATE/task$i.conf" -e "$STATE/task$i.err" &
+# The load script's own task and gateway configs (one worker), so both measure the same thing.
+path=$(python3 - "$STATE" "$(dirname "$0")" <<'EOP'
+import sys
+from pathlib import Path
+state, here = Path(sys.argv[1]), sys.argv[2]
+sys.path.insert(0, here)
+import run
+for i, host in enumerate(run.TASKS):
+    name = f"task{i + 1}"
+    (state / f"{name}.conf").write_text(run.UPSTREAM_NGINX.format(
+        state=state, name=name, workers=1, listen=f"{host}:{run.TASK_PORT}"))
+eps = ", ".join(f'"{h}:{run.TASK_PORT}"' for h in run.TASKS)
+(state / "gw.toml").write_text(run.GATEWAY_TOML.format(
+    listen="127.0.0.1:18090", admin="127.0.0.1:18190", workers=1, endpoints=eps))
+print(run.BENCH_PATH)
+EOP
+)
+for i in 1 2 3; do
+  nginx -c "$STATE/task$i.conf" -e "$STATE/task$i.error.log" &
   pids+=($!)
 done
-cat > "$STATE/gw.toml" <<EOC
-[server]
-listen = "127.0.0.1:18090"
-admin_listen = "127.0.0.1:18190"
-workers = 1
-shutdown_drain = "0s"
-shutdown_timeout = "2s"
-[log]
-level = "warn"
-access_log = false
-[upstreams.app-icalink]
-endpoints = ["127.0.0.2:3000", "127.0.0.3:3000", "127.0.0.4:3000"]
-pool_idle_timeout = "60s"
-[upstreams.app-icalink.health]
-path = "/health"
-interval = "5s"
-[[routes]]
-prefix = "/api/icalink/"
-upstream = "app-icalink"
-EOC
 sleep 1
 n=0
 for bin in "$@"; do
@@ -58,9 +44,9 @@ for bin in "$@"; do
     2>"$STATE/valgrind.$n.log" &
   vg=$!
   for _ in $(seq 1 300); do curl -fs http://127.0.0.1:18090/health >/dev/null && break; sleep 0.2; done
-  timeout 30 wrk -t1 -c16 -d5s "http://127.0.0.1:18090$PATH_" >/dev/null
+  timeout 30 wrk -t1 -c16 -d5s "http://127.0.0.1:18090$path" >/dev/null
   callgrind_control -z "$vg" >/dev/null
-  report=$(timeout 30 wrk -t1 -c16 -d10s "http://127.0.0.1:18090$PATH_")
+  report=$(timeout 30 wrk -t1 -c16 -d10s "http://127.0.0.1:18090$path")
   callgrind_control -d "$vg" >/dev/null
   sleep 1
   requests=$(awk '/requests in/ {print $1}' <<<"$report")
