@@ -4,6 +4,9 @@
 //! `/health`) -> [`routing`] -> [`proxy`] (headers, errors) -> [`upstream`] (endpoints and the
 //! pooled client) -> [`telemetry`]; [`admin`] serves the operator-only listener.
 
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
 pub mod admin;
 pub mod cli;
 pub mod clock;

@@ -98,6 +98,7 @@ impl Handler for Public {
 }
 
 /// A gateway with both listeners bound, ready to serve.
+#[derive(Debug)]
 pub struct Server {
     public: TcpListener,
     admin: TcpListener,

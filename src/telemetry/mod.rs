@@ -35,6 +35,7 @@ pub fn init_logging(cfg: &LogConfig) -> Result<(), String> {
 }
 
 /// Displays an error with all its sources: `connecting to 10.0.1.5:3000 failed: ... refused`.
+#[derive(Debug)]
 pub struct ErrorChain<'a>(pub &'a (dyn Error + 'static));
 
 impl fmt::Display for ErrorChain<'_> {

@@ -53,6 +53,7 @@ pub fn is_failure_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
+#[derive(Debug)]
 pub struct Balance {
     shared: Arc<Shared>,
     client: Client,

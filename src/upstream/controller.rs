@@ -94,6 +94,7 @@ pub enum Event {
     },
 }
 
+#[derive(Debug)]
 struct Entry {
     endpoint: Arc<Endpoint>,
     generation: u64,
@@ -107,6 +108,7 @@ struct Entry {
 }
 
 /// Static configuration of one controller.
+#[derive(Debug)]
 pub struct Settings {
     pub name: Arc<str>,
     pub refresh: Duration,
@@ -117,6 +119,7 @@ pub struct Settings {
     pub pool_idle_timeout: Duration,
 }
 
+#[derive(Debug)]
 pub struct Controller<R, P> {
     shared: Arc<Shared>,
     settings: Settings,
@@ -133,6 +136,7 @@ pub struct Controller<R, P> {
 
 /// What the owner of an upstream holds: the shared state, a readiness signal, and the guard
 /// that stops the controller (and its probers) when the upstream is dropped.
+#[derive(Debug)]
 pub struct Handle {
     pub shared: Arc<Shared>,
     pub ready: watch::Receiver<bool>,

@@ -36,6 +36,7 @@ pub trait Resolve: Send + Sync + 'static {
 }
 
 /// A records of one name, through hickory with caching off.
+#[derive(Debug)]
 pub struct DnsResolve {
     resolver: TokioResolver,
     name: Name,

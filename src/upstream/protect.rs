@@ -162,7 +162,7 @@ impl Drop for Permit {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ProtectLayer {
     breaker: Arc<BreakerHandle>,
     /// What a permit holds until the response body is done.
@@ -193,6 +193,7 @@ impl<S> Layer<S> for ProtectLayer {
     }
 }
 
+#[derive(Debug)]
 pub struct Protect<S> {
     inner: S,
     layer: ProtectLayer,

@@ -207,7 +207,7 @@ pub struct Policy {
     pub metrics: Arc<UpstreamMetrics>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RetryLayer {
     policy: Arc<Policy>,
 }
@@ -231,6 +231,7 @@ impl<S> Layer<S> for RetryLayer {
     }
 }
 
+#[derive(Debug)]
 pub struct Retry<S> {
     inner: S,
     policy: Arc<Policy>,

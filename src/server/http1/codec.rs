@@ -10,7 +10,6 @@
 //! upstream by our client from what it actually reads, never from the client's headers.
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::time::SystemTime;
 
@@ -20,11 +19,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
 
 use crate::upstream::client::RawHeaders;
 use crate::upstream::client::codec::{
-    Codings, ConnectionOptions, Span, content_lengths, put_content_length, transfer_codings,
+    Codings, ConnectionOptions, MAX_HEADERS, Span, content_lengths, put_content_length,
+    transfer_codings,
 };
-
-/// Most header lines in one request head (hyper's default, and our client's for responses).
-const MAX_HEADERS: usize = 100;
 
 /// A request the listener refuses before it reaches the proxy; the connection closes after
 /// the answer.
@@ -577,13 +574,6 @@ pub fn asks_to_close(headers: &HeaderMap) -> bool {
         .iter()
         .any(|v| ConnectionOptions::of(v.as_bytes()).close)
 }
-
-/// The size line of one chunk.
-pub fn encode_chunk_size(out: &mut Vec<u8>, len: usize) {
-    let _ = write!(out, "{len:x}\r\n");
-}
-
-pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// `Date` text changes once a second: formatted then, not per response (per thread, so
 /// workers never share a cache line for it).

@@ -49,7 +49,7 @@ use crate::clock;
 use crate::proxy::body::ResponseBody;
 use crate::proxy::error::json_error;
 use crate::telemetry::ErrorChain;
-use crate::upstream::client::codec::{Chunked, Decoded, Span};
+use crate::upstream::client::codec::{ChunkSize, Chunked, Decoded, LAST_CHUNK, Span};
 use crate::upstream::client::{READ_BUF, make_room};
 
 /// Response bytes gathered into one write; a larger body piece is written on its own.
@@ -416,7 +416,7 @@ async fn write_body(
             return Err(WriteError::Length);
         }
         if chunked {
-            codec::encode_chunk_size(out, data.len());
+            out.extend_from_slice(ChunkSize::new(data.len()).as_bytes());
         }
         put(stream, out, data).await?;
         if chunked {
@@ -427,7 +427,7 @@ async fn write_body(
         return Err(WriteError::Length);
     }
     if chunked {
-        out.extend_from_slice(codec::LAST_CHUNK);
+        out.extend_from_slice(LAST_CHUNK);
     }
     flush(stream, out).await
 }

@@ -18,12 +18,49 @@ use super::raw::{Field, Fields, RawHeaders};
 
 /// Largest response head we read: the same as the default `max_header_size` for requests.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// Most header lines in one response head (hyper's default).
+/// Most header lines in one head, request or response (hyper's default).
 pub const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line, extensions included.
 pub const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Most bytes of trailer fields after the last chunk (read and dropped).
 pub const MAX_TRAILERS: usize = 16 * 1024;
+
+/// The size line of a chunk (`1a2f\r\n`), on the stack: written for every chunk both ways.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkSize {
+    buf: [u8; 18],
+    start: u8,
+}
+
+impl ChunkSize {
+    pub fn new(len: usize) -> Self {
+        let mut buf = [0u8; 18];
+        buf[16] = b'\r';
+        buf[17] = b'\n';
+        let mut at = 16;
+        let mut n = len as u64;
+        loop {
+            at -= 1;
+            buf[at] = b"0123456789abcdef"[(n & 0xf) as usize];
+            n >>= 4;
+            if n == 0 {
+                break;
+            }
+        }
+        // `at` is at least 0: a u64 has 16 hex digits.
+        Self {
+            buf,
+            start: at as u8,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[usize::from(self.start)..]
+    }
+}
+
+/// The chunk that ends a chunked body, with no trailers.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// A response the gateway will not forward.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1293,5 +1330,15 @@ mod tests {
         assert!(c.misplaced && !c.chunked, "{c:?}");
         let c = codings(&["gzip", " chunked "]);
         assert!(c.chunked && c.other && !c.misplaced, "{c:?}");
+    }
+
+    #[test]
+    fn chunk_size_lines_are_lower_hex_with_crlf() {
+        for n in [0usize, 1, 9, 10, 15, 16, 255, 4096, 65_535, usize::MAX] {
+            assert_eq!(
+                ChunkSize::new(n).as_bytes(),
+                format!("{n:x}\r\n").as_bytes()
+            );
+        }
     }
 }

@@ -436,7 +436,7 @@ async fn send_body(
             tx.write_all(&data).await.map_err(ClientError::Write)?;
         } else {
             // One vectored write per chunk: size line, data, CRLF.
-            let size = format!("{:x}\r\n", data.len());
+            let size = codec::ChunkSize::new(data.len());
             let mut chunk =
                 bytes::Buf::chain(bytes::Buf::chain(size.as_bytes(), data), &b"\r\n"[..]);
             tx.write_all_buf(&mut chunk)
@@ -447,9 +447,10 @@ async fn send_body(
     match left {
         Some(0) => Ok(()),
         Some(_) => Err(ClientError::BodyLength),
-        None if framing == RequestFraming::Chunked => {
-            tx.write_all(b"0\r\n\r\n").await.map_err(ClientError::Write)
-        }
+        None if framing == RequestFraming::Chunked => tx
+            .write_all(codec::LAST_CHUNK)
+            .await
+            .map_err(ClientError::Write),
         None => Ok(()),
     }
 }
