@@ -50,7 +50,7 @@ impl Admin {
 
     /// The `/status` document.
     pub fn status(&self) -> Status<'_> {
-        let now = Instant::now();
+        let now = crate::clock::now();
         Status {
             version: env!("CARGO_PKG_VERSION"),
             config: self.config_source.as_deref(),

@@ -2,6 +2,8 @@
 //! several loopback addresses (127.0.0.2, .3, ... all on one port, like Swarm tasks), real
 //! upstream tasks on them, and the gateway balancing, probing and ejecting.
 
+#![allow(clippy::disallowed_methods)] // the clock rule is for the gateway's request path
+
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};

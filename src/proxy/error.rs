@@ -124,6 +124,7 @@ pub fn json_error(
         error: status.canonical_reason().unwrap_or("Error"),
         message,
         service,
+        #[allow(clippy::disallowed_methods)] // wall-clock text, on the error path
         timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
     };
     // Serializing a struct of strings cannot fail; an empty object is still valid JSON.

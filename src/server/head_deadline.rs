@@ -29,7 +29,7 @@ pub(super) struct CheckedTimer;
 
 impl Timer for CheckedTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-        self.sleep_until(Instant::now() + duration)
+        self.sleep_until(crate::clock::now().into_std() + duration)
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
@@ -45,7 +45,7 @@ impl Future for Deadline {
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
         // No waker is kept: the connection's tick (or its socket) wakes the task, and hyper
         // polls this again then.
-        if Instant::now() >= self.0 {
+        if crate::clock::now().into_std() >= self.0 {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -63,6 +63,7 @@ pub(super) fn tick(header_read_timeout: Duration) -> OnlyWhenWoken<tokio::time::
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
     use super::*;
 

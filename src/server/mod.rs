@@ -424,7 +424,7 @@ where
     let mut drain_seen = false;
     let mut draining = OnlyWhenWoken::new(conn.lifecycle.draining());
     let mut stopping = OnlyWhenWoken::new(conn.lifecycle.stopping());
-    let accepted = tokio::time::Instant::now();
+    let accepted = clock::now();
     let mut tick = head_deadline::tick(settings.header_read_timeout);
     // HTTP/2 only: when the last stream ended, and when an abusive connection is dropped
     // whatever it still has in flight. (GOAWAY may be asked for more than once: hyper and h2
@@ -446,7 +446,7 @@ where
             }
             () = streams.changed.notified() => {
                 if streams.active() == 0 {
-                    idle_since = tokio::time::Instant::now();
+                    idle_since = clock::now();
                 }
                 match streams.verdict() {
                     h2::Verdict::Fine => {}
@@ -466,7 +466,7 @@ where
                 // is all the tick does for HTTP/1: the next turn polls `served`, and hyper
                 // compares its head deadline.
                 if !conn.requested.load(Ordering::Relaxed)
-                    && accepted.elapsed() >= settings.header_read_timeout
+                    && clock::now().saturating_duration_since(accepted) >= settings.header_read_timeout
                 {
                     tracing::debug!(peer = %conn.peer, "no request head within header_read_timeout");
                     break Ok(());
@@ -474,7 +474,8 @@ where
                 // An HTTP/2 connection with no stream for as long goes too (GOAWAY first).
                 if conn.is_h2.load(Ordering::Relaxed)
                     && streams.active() == 0
-                    && idle_since.elapsed() >= settings.header_read_timeout
+                    && clock::now().saturating_duration_since(idle_since)
+                        >= settings.header_read_timeout
                 {
                     served.as_mut().graceful_shutdown();
                 }

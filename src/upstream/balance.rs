@@ -214,6 +214,7 @@ fn client_error(endpoint: &Endpoint, source: ClientError) -> UpstreamError {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
     use super::*;
 

@@ -328,6 +328,7 @@ impl Breaker {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
     use super::*;
 

@@ -183,7 +183,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
             cancel: cancel.clone(),
         };
         if controller.resolver.is_none() {
-            controller.apply_found(&initial, Instant::now());
+            controller.apply_found(&initial, crate::clock::now());
             controller.resolved_once = true;
             controller.update_ready();
         }
@@ -211,13 +211,13 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
                 _ = refresh.tick(), if self.resolver.is_some() => {
                     if let Some(resolver) = &self.resolver {
                         let resolution = resolver.resolve().await;
-                        self.apply_resolution(resolution, Instant::now());
+                        self.apply_resolution(resolution, crate::clock::now());
                     }
                 }
-                Some(event) = self.events.recv() => self.apply_event(event, Instant::now()),
-                () = sleep_until_opt(next_return) => self.return_ejected(Instant::now()),
+                Some(event) = self.events.recv() => self.apply_event(event, crate::clock::now()),
+                () = sleep_until_opt(next_return) => self.return_ejected(crate::clock::now()),
                 _ = sweep.tick() => {
-                    let now = Instant::now();
+                    let now = crate::clock::now();
                     for e in &self.shared.snapshot().all {
                         e.pool().sweep(now, self.settings.pool_idle_timeout);
                     }
@@ -227,6 +227,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
     }
 
     fn apply_resolution(&mut self, resolution: Resolution, now: Instant) {
+        #[allow(clippy::disallowed_methods)] // wall-clock time of the resolution, for /status
         let at = SystemTime::now();
         match resolution {
             Resolution::Found(found) => {
@@ -472,6 +473,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex as StdMutex;

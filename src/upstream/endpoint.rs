@@ -74,6 +74,8 @@ impl Endpoint {
     /// Ejects the endpoint for `duration`, or (`None`) returns it to rotation.
     pub(super) fn set_ejected(&self, duration: Option<Duration>) {
         let v = duration.is_some();
+        // Wall-clock time, for /status; ejections are rare (control plane).
+        #[allow(clippy::disallowed_methods)]
         let until_ms = duration
             .and_then(|d| (SystemTime::now() + d).duration_since(UNIX_EPOCH).ok())
             .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
@@ -292,6 +294,7 @@ impl Drop for InFlight<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
     use super::*;
 

@@ -209,7 +209,7 @@ impl Upstream {
             per_try_timeout: cfg.per_try_timeout(),
             retry_statuses: cfg.retry.retry_statuses.clone(),
             backoff: cfg.retry.backoff,
-            budget: Budget::new(&cfg.retry, tokio::time::Instant::now()),
+            budget: Budget::new(&cfg.retry, crate::clock::now()),
             metrics: metrics.clone(),
         };
         // Outside in: one breaker decision and one deadline per exchange; retries within it;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tower::Layer;
 
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
@@ -57,7 +57,7 @@ pub struct BreakerStatus {
 
 impl BreakerHandle {
     pub fn new(name: Arc<str>, cfg: BreakerConfig, metrics: Arc<UpstreamMetrics>) -> Self {
-        let breaker = Breaker::new(cfg, Instant::now());
+        let breaker = Breaker::new(cfg, crate::clock::now());
         Self {
             name,
             admits_all: AtomicBool::new(admits_all(&breaker)),
@@ -75,7 +75,7 @@ impl BreakerHandle {
     }
 
     pub fn status(&self) -> Option<BreakerStatus> {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let b = self.breaker.lock().ok()?;
         Some(BreakerStatus {
             state: b.state(),

@@ -314,6 +314,7 @@ async fn run<S: Exchange<Body = PooledBody>>(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
     use super::*;
     use crate::upstream::Deadline;

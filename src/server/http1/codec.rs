@@ -581,6 +581,8 @@ fn with_date(f: impl FnOnce(&[u8])) {
     thread_local! {
         static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
     }
+    // Wall-clock text; read per response, formatted once a second.
+    #[allow(clippy::disallowed_methods)]
     let now = SystemTime::now();
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -456,6 +456,7 @@ async fn send_body(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
