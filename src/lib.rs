@@ -11,6 +11,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod path;
 pub mod proxy;
 pub mod routing;
 pub mod server;

@@ -328,7 +328,7 @@ impl Config {
         let mut prefixes = BTreeSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             let key = format!("routes[{i}]");
-            match crate::routing::normalize_prefix(&r.prefix) {
+            match crate::path::normalize_prefix(&r.prefix) {
                 Ok(norm) => {
                     if !prefixes.insert(norm) {
                         p.push(
@@ -340,7 +340,7 @@ impl Config {
                 Err(msg) => p.push(format!("{key}.prefix"), msg),
             }
             if let Some(rw) = &r.rewrite_prefix
-                && let Err(msg) = crate::routing::normalize_prefix(rw)
+                && let Err(msg) = crate::path::normalize_prefix(rw)
             {
                 p.push(format!("{key}.rewrite_prefix"), msg);
             }

@@ -1,31 +1,11 @@
 //! Route table: longest prefix on path-segment boundaries, chosen once per request.
 
-mod path;
-
 use std::borrow::Cow;
 use std::sync::Arc;
 
-pub use path::{PathError, normalize_path};
+pub use crate::path::{PathError, normalize_path, normalize_prefix};
 
 use crate::config::RouteConfig;
-
-/// Normalizes a configured prefix to its matching form: a leading `/`, no trailing `/`
-/// (so `/api/icalink/` and `/api/icalink` mean the same route), `""` for the root route.
-pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
-    if !prefix.starts_with('/') {
-        return Err(format!("{prefix:?} must start with '/'"));
-    }
-    if prefix.contains(['?', '#']) || prefix.chars().any(|c| c.is_whitespace()) {
-        return Err(format!(
-            "{prefix:?} must be a plain path (no query, fragment or spaces)"
-        ));
-    }
-    match normalize_path(prefix) {
-        Ok(Cow::Borrowed(_)) => {}
-        _ => return Err(format!("{prefix:?} must not contain '.' or '..' segments")),
-    }
-    Ok(prefix.trim_end_matches('/').to_owned())
-}
 
 /// One configured route, resolved against the upstream list.
 #[derive(Debug, Clone)]

@@ -1,4 +1,6 @@
-//! Dot-segment handling, so that a path is routed and forwarded as the upstream will read it.
+//! Dot-segment handling, so that a path is routed and forwarded as the upstream will read it,
+//! and the same rules for the prefixes routes are configured with. A leaf: pure functions on
+//! text, below both `config` (which validates prefixes) and `routing` (which matches paths).
 //!
 //! `/api/icalink/../admin` must not be routed to icalink and then resolved by the backend into
 //! `/admin`. We resolve `.` and `..` (RFC 3986 section 5.2.4) before routing, treating the
@@ -9,6 +11,24 @@
 use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
+
+/// Normalizes a configured prefix to its matching form: a leading `/`, no trailing `/`
+/// (so `/api/icalink/` and `/api/icalink` mean the same route), `""` for the root route.
+pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
+    if !prefix.starts_with('/') {
+        return Err(format!("{prefix:?} must start with '/'"));
+    }
+    if prefix.contains(['?', '#']) || prefix.chars().any(|c| c.is_whitespace()) {
+        return Err(format!(
+            "{prefix:?} must be a plain path (no query, fragment or spaces)"
+        ));
+    }
+    match normalize_path(prefix) {
+        Ok(Cow::Borrowed(_)) => {}
+        _ => return Err(format!("{prefix:?} must not contain '.' or '..' segments")),
+    }
+    Ok(prefix.trim_end_matches('/').to_owned())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
