@@ -15,5 +15,6 @@ pub mod path;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod shard;
 pub mod telemetry;
 pub mod upstream;

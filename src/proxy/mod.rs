@@ -18,7 +18,7 @@ use self::error::ProxyError;
 use crate::config::Config;
 use crate::routing::{RouteTable, normalize_path};
 use crate::server::ClientBody;
-use crate::server::workers::PerWorker;
+use crate::shard::PerWorker;
 use crate::telemetry::ErrorChain;
 use crate::telemetry::access::RequestRecord;
 use crate::telemetry::metrics::{Metrics, RouteLabels};

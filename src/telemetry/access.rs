@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::metrics::Metrics;
 use crate::proxy::body::{BoxError, ResponseBody};
-use crate::server::workers::WorkerRef;
+use crate::shard::WorkerRef;
 use crate::upstream::Trace;
 
 /// Status logged for a request whose client left before the response started (as nginx).

@@ -19,7 +19,7 @@ use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::request_series::{RequestSeries, escape_label};
-use crate::server::workers::Sharded;
+use crate::shard::Sharded;
 use crate::upstream::Upstream;
 use crate::upstream::breaker::State;
 

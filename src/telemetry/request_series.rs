@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::server::workers::Sharded;
+use crate::shard::Sharded;
 
 /// Per slot: the sum of durations in ns, then one count per bucket (the last is +Inf).
 fn stride(buckets: usize) -> usize {
@@ -168,18 +168,19 @@ mod tests {
     #[test]
     fn workers_count_apart_and_a_scrape_adds_them_up() {
         let s = std::sync::Arc::new(RequestSeries::new(1, &BOUNDS));
-        let w = crate::server::workers::Workers::start(2).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        for _ in 0..4 {
-            let (s, tx) = (s.clone(), tx.clone());
-            w.next().spawn(async move {
-                s.started();
-                s.record(0, Duration::from_millis(5));
-                tx.send(()).unwrap();
-            });
-        }
-        for _ in 0..4 {
-            rx.recv().unwrap();
+        // Four threads as workers 0 and 1 (what `server::workers` sets on its threads).
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    crate::shard::set_current_index(i % 2);
+                    s.started();
+                    s.record(0, Duration::from_millis(5));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
         }
         assert_eq!(s.totals(0).unwrap().count(), 4);
         assert_eq!(s.in_flight(), 4);
@@ -189,7 +190,6 @@ mod tests {
             3,
             "ended on another thread than started: still one total"
         );
-        w.shutdown();
     }
 
     #[test]

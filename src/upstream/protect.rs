@@ -28,7 +28,7 @@ use super::{Deadline, Exchange, Trace, UpstreamError};
 use crate::clock;
 use crate::config::BreakerConfig;
 use crate::proxy::body::{BoxError, RequestBody, find_body_error};
-use crate::server::workers::{PerWorker, WorkerRef};
+use crate::shard::{PerWorker, WorkerRef};
 use crate::telemetry::metrics::UpstreamMetrics;
 
 /// An upstream's breaker, shared by all its requests.

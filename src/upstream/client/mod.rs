@@ -35,7 +35,7 @@ use super::endpoint::Endpoint;
 use crate::clock;
 use crate::config::UpstreamConfig;
 use crate::proxy::body::{BodyError, RequestBody};
-use crate::server::workers;
+use crate::shard;
 
 /// Why a request got no (complete) response from the connection layer.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +166,7 @@ impl std::fmt::Debug for IdlePool {
 
 impl IdlePool {
     fn local(&self) -> &Mutex<Vec<Idle>> {
-        &self.shards[workers::current_index() % SHARDS]
+        &self.shards[shard::current_index() % SHARDS]
     }
 
     /// The most recently used connection that is still open and younger than
