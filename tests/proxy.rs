@@ -863,10 +863,7 @@ async fn upstream_header_fields_pass_through_as_written() {
     assert!(reply.contains("\r\ncontent-length: 2\r\n"), "{reply}");
     assert!(reply.ends_with("\r\n\r\n"), "no body after HEAD: {reply}");
 
-    let h2: hyper_util::client::legacy::Client<_, TestBody> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
+    let h2 = h2c_client();
     let resp = h2
         .request(
             Request::get(gw.url("/api/icalink/x"))
@@ -971,10 +968,7 @@ async fn health_on_both_listeners_and_admin_serves_no_routes() {
 async fn h2c_clients_are_proxied_to_http1_upstreams() {
     let (up, seen) = Upstream::recording("127.0.0.1:0").await;
     let gw = Gateway::start(&config(&[up.addr], &[up.addr], "http2 = true")).await;
-    let h2: hyper_util::client::legacy::Client<_, TestBody> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
+    let h2 = h2c_client();
     let req = Request::post(gw.url("/api/icalink/v1/checkin?x=1"))
         .body(full("{\"lat\":1}"))
         .unwrap();
@@ -1000,10 +994,7 @@ async fn h2c_is_refused_unless_enabled() {
     )
     .await;
     assert!(reply.starts_with("HTTP/1.1 505 "), "{reply}");
-    let h2: hyper_util::client::legacy::Client<_, TestBody> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
+    let h2 = h2c_client();
     assert!(h2.get(gw.url("/api/icalink/x")).await.is_err());
     assert!(seen.lock().unwrap().is_empty());
 }

@@ -264,6 +264,13 @@ pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Te
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// An HTTP/2 client with prior knowledge (h2c), for gateways started with `http2 = true`.
+pub fn h2c_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, TestBody> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
 pub async fn body_bytes(resp: Response<Incoming>) -> Bytes {
     resp.into_body().collect().await.unwrap().to_bytes()
 }
