@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Request};
+use stratix_gateway::body::RequestBody;
 use stratix_gateway::config::{BreakerConfig, Config, RouteConfig};
-use stratix_gateway::proxy::body::RequestBody;
 use stratix_gateway::proxy::headers;
 use stratix_gateway::routing::{RouteTable, normalize_path};
 use stratix_gateway::telemetry::metrics::{

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use http::{Request, Response, StatusCode};
 
-use crate::proxy::body::ResponseBody;
-use crate::proxy::error::{json_error, json_response};
+use crate::body::ResponseBody;
+use crate::reply::{json_error, json_response};
 use crate::server::{Handler, Lifecycle, health};
 use crate::upstream::Upstream;
 use crate::upstream::breaker::State;
@@ -156,7 +156,7 @@ fn upstream_status(u: &Upstream, now: Instant) -> UpstreamStatus {
 impl Handler for Admin {
     fn handle(
         &self,
-        req: Request<crate::server::ClientBody>,
+        req: Request<crate::body::ClientBody>,
         _peer: SocketAddr,
     ) -> impl Future<Output = Response<ResponseBody>> + Send + '_ {
         let resp = match req.uri().path() {

@@ -104,7 +104,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         let server = match Server::bind(&config).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %crate::telemetry::ErrorChain(&e), config = %path.display(), "cannot start");
+                tracing::error!(error = %crate::error::ErrorChain(&e), config = %path.display(), "cannot start");
                 return ExitCode::FAILURE;
             }
         };
@@ -171,7 +171,7 @@ fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
                 ExitCode::FAILURE
             }
             Ok(Err(e)) => {
-                eprintln!("healthcheck: {url}: {}", crate::telemetry::ErrorChain(&e));
+                eprintln!("healthcheck: {url}: {}", crate::error::ErrorChain(&e));
                 ExitCode::FAILURE
             }
             Err(_) => {

@@ -13,11 +13,15 @@
 #![warn(missing_debug_implementations)]
 
 pub mod admin;
+pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod error;
+pub mod http1;
 pub mod path;
 pub mod proxy;
+pub mod reply;
 pub mod routing;
 pub mod server;
 pub mod shard;

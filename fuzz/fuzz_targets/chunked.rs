@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use stratix_gateway::upstream::client::codec::{Chunked, Decoded};
+use stratix_gateway::http1::{Chunked, Decoded};
 use stratix_gateway_fuzz::{Dechunked, reads, reference_dechunk};
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stratix_gateway::server::http1::codec::valid_host;
-use stratix_gateway::upstream::client::codec::{content_lengths, transfer_codings};
+use stratix_gateway::http1::valid_host;
+use stratix_gateway::http1::{content_lengths, transfer_codings};
 use stratix_gateway_fuzz::{reference_codings, reference_content_lengths, reference_valid_host};
 
 fuzz_target!(|data: &[u8]| {

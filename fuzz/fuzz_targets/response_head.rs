@@ -6,8 +6,8 @@
 use bytes::BytesMut;
 use http::{HeaderMap, Method, StatusCode, Version};
 use libfuzzer_sys::fuzz_target;
-use stratix_gateway::upstream::client::RawHeaders;
-use stratix_gateway::upstream::client::codec::{Framing, Head, parse_response_head};
+use stratix_gateway::http1::RawHeaders;
+use stratix_gateway::http1::{Framing, Head, parse_response_head};
 use stratix_gateway_fuzz::line_ends;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,6 @@
 //! The proxy: from a client's request to an upstream's response, with the header rules and
 //! error answers of [`headers`] and [`error`].
 
-pub mod body;
 pub mod error;
 pub mod headers;
 
@@ -13,16 +12,16 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 
-use self::body::{BodyError, RequestBody, ResponseBody, find_body_error};
 use self::error::ProxyError;
+use crate::body::ClientBody;
+use crate::body::{BodyError, RequestBody, ResponseBody, find_body_error};
 use crate::config::Config;
+use crate::error::ErrorChain;
+use crate::http1::RawHeaders;
 use crate::routing::{RouteTable, normalize_path};
-use crate::server::ClientBody;
 use crate::shard::PerWorker;
-use crate::telemetry::ErrorChain;
 use crate::telemetry::access::RequestRecord;
 use crate::telemetry::metrics::{Metrics, RouteLabels};
-use crate::upstream::client::RawHeaders;
 use crate::upstream::protect::UpstreamBody;
 use crate::upstream::{BuildError, Trace, Upstream};
 
@@ -143,7 +142,7 @@ impl Gateway {
         record: &mut RequestRecord,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         // Conflicting framing (Content-Length with Transfer-Encoding) never gets here: the
-        // listener refuses it (400, `server::http1::codec`; h2 has no such framing), and we
+        // listener refuses it (400, `http1::request`; h2 has no such framing), and we
         // re-frame the body upstream ourselves, so a smuggled second request is never parsed
         // by us or by a backend.
         let path = normalize_path(head.uri.path())?;

@@ -35,12 +35,13 @@ use http_body_util::BodyExt as _;
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::ClientBody;
-use super::http1::codec::{Hosts, RequestError, settle_host};
-use crate::proxy::body::{BoxError, ResponseBody};
-use crate::proxy::error::json_error;
+use crate::body::ClientBody;
+use crate::body::ResponseBody;
+use crate::error::BoxError;
+use crate::http1::MAX_HEADERS;
+use crate::http1::{Hosts, RequestError, settle_host};
+use crate::reply::json_error;
 use crate::upstream::Deadline;
-use crate::upstream::client::codec::MAX_HEADERS;
 
 /// Reset streams a connection may have before it is judged abusive (with half its streams).
 pub const RESET_LIMIT: u32 = 100;

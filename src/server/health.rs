@@ -4,8 +4,8 @@ use http::header::ALLOW;
 use http::{HeaderValue, Method, Response, StatusCode};
 
 use super::Lifecycle;
-use crate::proxy::body::ResponseBody;
-use crate::proxy::error::{json_error, json_response};
+use crate::body::ResponseBody;
+use crate::reply::{json_error, json_response};
 
 pub const PATH: &str = "/health";
 

@@ -10,7 +10,6 @@
 //! client GOAWAY so they reconnect to another replica; (2) stop accepting; (3) let in-flight
 //! requests finish within `shutdown_timeout`.
 
-mod body;
 mod h2;
 mod head_deadline;
 pub mod health;
@@ -37,19 +36,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use body::{ClientBody, ClientBodyError};
 pub use lifecycle::Lifecycle;
 use lifecycle::OnlyWhenWoken;
 pub use workers::Workers;
 
 use crate::admin::Admin;
+use crate::body::{ClientBody, ResponseBody};
 use crate::clock;
 use crate::config::{Config, ServerConfig};
+use crate::error::ErrorChain;
+use crate::http1::RawHeaders;
 use crate::proxy::Gateway;
-use crate::proxy::body::ResponseBody;
-use crate::telemetry::ErrorChain;
 use crate::upstream::Deadline;
-use crate::upstream::client::RawHeaders;
 
 /// Something that answers requests on a listener.
 pub trait Handler: Send + Sync + 'static {

@@ -12,7 +12,8 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
-use crate::proxy::body::{BoxError, ResponseBody};
+use crate::body::ResponseBody;
+use crate::error::BoxError;
 use crate::shard::WorkerRef;
 use crate::upstream::Trace;
 

@@ -13,8 +13,8 @@ use super::client::{Client, ClientError};
 use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
 use super::{Deadline, Exchange, Trace, UpstreamError};
+use crate::body::{BodyError, RequestBody, find_body_error};
 use crate::clock;
-use crate::proxy::body::{BodyError, RequestBody, find_body_error};
 use crate::telemetry::metrics::AttemptOutcome;
 
 /// How much cheaper one of the two candidates must be to win over the random pick.

@@ -29,8 +29,8 @@ use self::discovery::DnsResolve;
 use self::health::HttpProbe;
 use self::protect::{BreakerHandle, Protect, ProtectLayer, UpstreamBody};
 use self::retry::{Budget, Policy, Retry, RetryLayer};
+use crate::body::RequestBody;
 use crate::config::{DiscoveryConfig, HealthConfig, UpstreamConfig, parse_endpoint};
-use crate::proxy::body::RequestBody;
 use crate::telemetry::metrics::UpstreamMetrics;
 
 /// One exchange with an upstream: a request in, a response (or why there is none) out.
@@ -129,7 +129,7 @@ pub enum UpstreamError {
     #[error("cannot build the upstream URI")]
     Uri(#[from] http::Error),
     #[error("request body")]
-    Body(#[source] crate::proxy::body::BodyError),
+    Body(#[source] crate::body::BodyError),
 }
 
 impl UpstreamError {

@@ -25,9 +25,10 @@ use tower::Layer;
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
 use super::client::PooledBody;
 use super::{Deadline, Exchange, Trace, UpstreamError};
+use crate::body::{RequestBody, find_body_error};
 use crate::clock;
 use crate::config::BreakerConfig;
-use crate::proxy::body::{BoxError, RequestBody, find_body_error};
+use crate::error::BoxError;
 use crate::shard::{PerWorker, WorkerRef};
 use crate::telemetry::metrics::UpstreamMetrics;
 

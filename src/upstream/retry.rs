@@ -15,9 +15,9 @@ use tower::Layer;
 
 use super::client::PooledBody;
 use super::{Exchange, Trace, UpstreamError};
+use crate::body::{BodyError, RequestBody, find_body_error};
 use crate::clock;
 use crate::config::RetryConfig;
-use crate::proxy::body::{BodyError, RequestBody, find_body_error};
 use crate::telemetry::metrics::UpstreamMetrics;
 
 /// Request bodies up to this size are kept for replay (as linkerd and Pingora); larger ones

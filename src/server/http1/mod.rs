@@ -1,5 +1,5 @@
 //! HTTP/1.1 connections on the public listener: the connection's own task reads each request
-//! head ([`codec`]), runs the handler, passes a streamed request body on while it does, and
+//! head ([`crate::http1`]), runs the handler, passes a streamed request body on while it does, and
 //! writes the response; then the next request, pipelined or not, from the same buffer.
 //!
 //! Why our own and not hyper's server (kept for h2c and the admin listener): under load,
@@ -12,7 +12,7 @@
 //! has no channel unless a body is still on the wire.
 //!
 //! What a request-parsing server must get right, and where it is done:
-//! - framing and smuggling: strict RFC 9112 in [`codec`]; anything refused is answered
+//! - framing and smuggling: strict RFC 9112 in [`crate::http1`]; anything refused is answered
 //!   (400, 431, 501, 505, JSON like every other error) and the connection closed;
 //! - pipelining: requests are answered in order from one buffer;
 //! - `Expect: 100-continue`: the go-ahead goes out when the proxy first reads the body;
@@ -24,8 +24,6 @@
 //! - a response sent before the request body was read whole closes the connection, after
 //!   reading (and dropping) what the client still sends for a moment, so that our close does
 //!   not reset the connection under the answer it has not read yet.
-
-pub mod codec;
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -40,17 +38,17 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
-use self::codec::{BodyFraming, Persistence, RequestError, RequestHead, ResponseFraming};
-use super::body::{ClientBody, ClientBodyError, Piece, Streamed};
 use super::lifecycle::OnlyWhenWoken;
 use super::rewind::Rewind;
 use super::{Connection, ConnectionSettings, Handler, head_deadline};
+use crate::body::ResponseBody;
+use crate::body::{ClientBody, ClientBodyError, Piece, Streamed};
 use crate::clock;
-use crate::proxy::body::ResponseBody;
-use crate::proxy::error::json_error;
-use crate::telemetry::ErrorChain;
-use crate::upstream::client::codec::{ChunkSize, Chunked, Decoded, LAST_CHUNK, Span};
-use crate::upstream::client::{READ_BUF, make_room};
+use crate::error::ErrorChain;
+use crate::http1::{self, BodyFraming, Persistence, RequestError, RequestHead, ResponseFraming};
+use crate::http1::{ChunkSize, Chunked, Decoded, LAST_CHUNK, Span};
+use crate::http1::{READ_BUF, make_room};
+use crate::reply::json_error;
 
 /// Response bytes gathered into one write; a larger body piece is written on its own.
 const WRITE_COALESCE: usize = 16 * 1024;
@@ -233,7 +231,7 @@ fn parse(
     spans: &mut Vec<Span>,
     settings: &ConnectionSettings,
 ) -> Option<HeadRead> {
-    match codec::parse_request_head(buf, settings.max_header_size, spans) {
+    match http1::parse_request_head(buf, settings.max_header_size, spans) {
         Ok(Some(head)) => Some(HeadRead::Head(head)),
         Ok(None) => None,
         Err(e) => Some(HeadRead::Refused(e)),
@@ -331,7 +329,7 @@ async fn respond(
     mut close: bool,
 ) -> bool {
     let (parts, mut body) = resp.into_parts();
-    close |= codec::asks_to_close(&parts.headers);
+    close |= http1::asks_to_close(&parts.headers);
     let framing = ResponseFraming::of(method, parts.status, body.size_hint().exact(), http10);
     close |= framing == ResponseFraming::Close;
     let persistence = match (close, http10) {
@@ -340,7 +338,7 @@ async fn respond(
         (false, false) => Persistence::KeepAlive,
     };
     out.clear();
-    codec::encode_response_head(out, &parts, framing, persistence);
+    http1::encode_response_head(out, &parts, framing, persistence);
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         // Never produced by the proxy (the upstream client refuses upgrades); a handler that
         // tried would leave both sides speaking different protocols.
@@ -375,7 +373,7 @@ enum WriteError {
     #[error("writing to the client failed")]
     Io(#[source] std::io::Error),
     #[error("the response body failed")]
-    Body(#[source] crate::proxy::body::BoxError),
+    Body(#[source] crate::error::BoxError),
     #[error("the response body did not match its length")]
     Length,
 }
@@ -498,7 +496,7 @@ mod tests {
 
     /// A body of unknown length: two pieces, then the end (or an error instead of the end).
     fn streamed(fail: bool) -> ResponseBody {
-        let mut frames: Vec<Result<http_body::Frame<Bytes>, crate::proxy::body::BoxError>> = vec![
+        let mut frames: Vec<Result<http_body::Frame<Bytes>, crate::error::BoxError>> = vec![
             Ok(http_body::Frame::data(Bytes::from_static(b"hello "))),
             Ok(http_body::Frame::data(Bytes::from_static(b"world"))),
         ];
@@ -595,7 +593,7 @@ mod tests {
         struct Lying(Option<Bytes>, u64);
         impl http_body::Body for Lying {
             type Data = Bytes;
-            type Error = crate::proxy::body::BoxError;
+            type Error = crate::error::BoxError;
             fn poll_frame(
                 mut self: std::pin::Pin<&mut Self>,
                 _: &mut std::task::Context<'_>,

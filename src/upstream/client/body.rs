@@ -10,9 +10,9 @@ use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 
-use super::codec::{Chunked, Decoded, Framing, Parsed};
 use super::{ClientError, Conn, make_room};
 use crate::clock;
+use crate::http1::{Chunked, Decoded, Framing, Parsed};
 use crate::upstream::endpoint::Endpoint;
 
 /// A response body from an upstream connection.

@@ -5,14 +5,12 @@
 //! task and passes every request to it and every response back over channels, so one
 //! exchange wakes two tasks. Profiled under load that was the largest piece of the gateway's
 //! own work left (see BENCHMARKS.md). Here a request's task writes the head, parses the
-//! answer ([`codec`]) and reads the body itself, as Pingora and nginx do; an idle connection
+//! answer ([`crate::http1`]) and reads the body itself, as Pingora and nginx do; an idle connection
 //! is just a socket and its buffers. Why not hyper-util's pooled client either: a shared map
 //! keyed by authority (a hash and a lock per request) where the balancer already holds the
 //! endpoint.
 
 mod body;
-pub mod codec;
-mod raw;
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -29,12 +27,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub use self::body::PooledBody;
-use self::codec::{Head, Parsed, ProtocolError, RequestFraming, Span};
-pub use self::raw::RawHeaders;
 use super::endpoint::Endpoint;
+use crate::body::{BodyError, RequestBody};
 use crate::clock;
 use crate::config::UpstreamConfig;
-use crate::proxy::body::{BodyError, RequestBody};
+use crate::http1::{self, Head, Parsed, ProtocolError, READ_BUF, RequestFraming, Span, make_room};
 use crate::shard;
 
 /// Why a request got no (complete) response from the connection layer.
@@ -73,8 +70,6 @@ impl ClientError {
     }
 }
 
-/// Bytes read per read call, at least (the buffer grows by this much when it runs low).
-pub(crate) const READ_BUF: usize = 8 * 1024;
 /// Buffered request bodies up to this size go out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
 
@@ -119,14 +114,6 @@ impl Conn {
     async fn fill(&mut self) -> io::Result<usize> {
         make_room(&mut self.read);
         self.stream.read_buf(&mut self.read).await
-    }
-}
-
-/// Grows a read buffer by [`READ_BUF`] when less than an eighth of that is free: reads stay
-/// large, and the bytes already handed out (which share the buffer) are never moved.
-pub(crate) fn make_room(read: &mut BytesMut) {
-    if read.capacity() - read.len() < READ_BUF / 8 {
-        read.reserve(READ_BUF);
     }
 }
 
@@ -284,7 +271,7 @@ impl Client {
                 // grow every request's future.
                 None => (Box::pin(self.connect(endpoint)).await?, false),
             };
-            codec::encode_request_head(&mut conn.write, &method, target, req.headers(), framing);
+            http1::encode_request_head(&mut conn.write, &method, target, req.headers(), framing);
             if let Some(Some(data)) = &inline {
                 conn.write.extend_from_slice(data);
             }
@@ -356,7 +343,7 @@ fn parse_final(
     spans: &mut Vec<Span>,
 ) -> Result<Option<Parsed>, ProtocolError> {
     while !buf.is_empty() {
-        match codec::parse_response_head(buf, method, spans)? {
+        match http1::parse_response_head(buf, method, spans)? {
             Some(Head::Final(parsed)) => return Ok(Some(parsed)),
             Some(Head::Informational) => continue,
             None => return Ok(None),
@@ -436,7 +423,7 @@ async fn send_body(
             tx.write_all(&data).await.map_err(ClientError::Write)?;
         } else {
             // One vectored write per chunk: size line, data, CRLF.
-            let size = codec::ChunkSize::new(data.len());
+            let size = http1::ChunkSize::new(data.len());
             let mut chunk =
                 bytes::Buf::chain(bytes::Buf::chain(size.as_bytes(), data), &b"\r\n"[..]);
             tx.write_all_buf(&mut chunk)
@@ -448,7 +435,7 @@ async fn send_body(
         Some(0) => Ok(()),
         Some(_) => Err(ClientError::BodyLength),
         None if framing == RequestFraming::Chunked => tx
-            .write_all(codec::LAST_CHUNK)
+            .write_all(http1::LAST_CHUNK)
             .await
             .map_err(ClientError::Write),
         None => Ok(()),
@@ -742,7 +729,7 @@ mod tests {
         let client = client();
         let head = client.send(&ep, &mut request(Method::HEAD)).await.unwrap();
         // The length a GET would have is the client's to see.
-        let raw = head.extensions().get::<RawHeaders>().unwrap();
+        let raw = head.extensions().get::<crate::http1::RawHeaders>().unwrap();
         assert_eq!(raw.content_length(), Some(5));
         assert_eq!(read(head).await, "");
         let no_content = client.send(&ep, &mut get()).await.unwrap();

@@ -1,18 +1,13 @@
-//! Body types on both sides of the proxy. Both stream: nothing here buffers a whole message.
+//! The client's request body on its way upstream: limited, and replayable when small.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::UnsyncBoxBody;
 
-use crate::server::ClientBody;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What the gateway sends to its clients: an upstream's streamed body or one of our own.
-pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+use super::ClientBody;
+use crate::error::BoxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {

@@ -24,13 +24,13 @@ use smallvec::SmallVec;
 /// Where one field's name and value lie in the head (a head is at most 64 KiB, so `u32`
 /// offsets: 16 bytes a field, a typical response's fields fit inline).
 #[derive(Debug, Clone)]
-pub(super) struct Field {
+pub struct Field {
     name: (u32, u32),
     value: (u32, u32),
 }
 
 impl Field {
-    pub(super) fn new(name: Range<usize>, value: Range<usize>) -> Self {
+    pub fn new(name: Range<usize>, value: Range<usize>) -> Self {
         let at = |r: Range<usize>| {
             (
                 u32::try_from(r.start).unwrap_or(u32::MAX),
@@ -43,18 +43,18 @@ impl Field {
         }
     }
 
-    pub(super) fn name(&self) -> Range<usize> {
+    pub fn name(&self) -> Range<usize> {
         self.name.0 as usize..self.name.1 as usize
     }
 
-    pub(super) fn value(&self) -> Range<usize> {
+    pub fn value(&self) -> Range<usize> {
         self.value.0 as usize..self.value.1 as usize
     }
 }
 
 /// Why inline: these live in the response's extensions, which already cost allocations; a
 /// vector of fields would be one more per response.
-pub(super) type Fields = SmallVec<[Field; 12]>;
+pub type Fields = SmallVec<[Field; 12]>;
 
 /// Response header fields as received, minus the ones that frame the message: the
 /// listener frames the body itself, and `Content-Length` is kept as a number
@@ -70,7 +70,7 @@ pub struct RawHeaders {
 }
 
 impl RawHeaders {
-    pub(super) fn new(head: Bytes, fields: Fields, content_length: Option<u64>) -> Self {
+    pub fn new(head: Bytes, fields: Fields, content_length: Option<u64>) -> Self {
         Self {
             head,
             fields,
@@ -134,8 +134,8 @@ impl RawHeaders {
     #[cfg(test)]
     pub fn from_head(head: &str) -> Self {
         let mut buf = bytes::BytesMut::from(head);
-        match super::codec::parse_response_head(&mut buf, &http::Method::GET, &mut Vec::new()) {
-            Ok(Some(super::codec::Head::Final(p))) => {
+        match super::response::parse_response_head(&mut buf, &http::Method::GET, &mut Vec::new()) {
+            Ok(Some(super::response::Head::Final(p))) => {
                 assert!(p.head.headers.is_empty(), "fields belong in RawHeaders");
                 p.head.extensions.get::<Self>().cloned().unwrap_or_default()
             }
@@ -176,7 +176,7 @@ mod tests {
     use http::Method;
 
     use super::*;
-    use crate::upstream::client::codec::{Head, parse_response_head};
+    use crate::http1::{Head, parse_response_head};
 
     fn raw(head: &str) -> RawHeaders {
         RawHeaders::from_head(head)

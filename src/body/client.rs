@@ -9,8 +9,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::{Notify, mpsc};
 
-use crate::proxy::body::BoxError;
-use crate::upstream::client::codec::ProtocolError;
+use crate::error::BoxError;
+use crate::http1::ProtocolError;
 
 /// A client's request body.
 #[derive(Debug)]
