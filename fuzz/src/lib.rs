@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use regex::bytes::Regex;
-use stratix_gateway::upstream::client::codec::{MAX_CHUNK_LINE, MAX_TRAILERS};
+use stratix_gateway::http1::{MAX_CHUNK_LINE, MAX_TRAILERS};
 
 /// `tchar` (RFC 9110 section 5.6.2) as a character class.
 const TCHAR: &str = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]";

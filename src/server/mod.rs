@@ -13,7 +13,7 @@
 mod h2;
 mod head_deadline;
 pub mod health;
-pub mod http1;
+mod http1;
 mod lifecycle;
 mod rewind;
 pub mod workers;
