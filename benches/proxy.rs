@@ -17,7 +17,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use stratix_gateway::config::Config;
-use stratix_gateway::server::Server;
 use tokio::net::{TcpListener, TcpStream};
 
 const PATH: &str = "/api/icalink/v1/attendance/19644/checkin";
@@ -63,7 +62,7 @@ upstream = "app-icalink"
 "#
     );
     let config = Config::from_toml("bench.toml", &toml).unwrap();
-    let server = Server::bind(&config).await.unwrap();
+    let server = stratix_gateway::app::bind(&config).await.unwrap();
     let addr = server.public_addr();
     tokio::spawn(server.serve(std::future::pending()));
     addr

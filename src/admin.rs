@@ -11,14 +11,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 
-use crate::telemetry::metrics::Metrics;
-use tokio::time::Instant;
-
 use http::{Request, Response, StatusCode};
+use tokio::time::Instant;
 
 use crate::body::ResponseBody;
 use crate::reply::{json_error, json_response};
 use crate::server::{Handler, Lifecycle, health};
+use crate::telemetry::metrics::{CircuitSample, EndpointCounts, Metrics, UpstreamSample};
 use crate::upstream::Upstream;
 use crate::upstream::breaker::State;
 
@@ -61,6 +60,32 @@ impl Admin {
                 .map(|u| upstream_status(u, now))
                 .collect(),
         }
+    }
+
+    /// The `/metrics` text: every upstream's state read now, then all of it rendered.
+    pub fn scrape(&self) -> String {
+        let samples: Vec<_> = self.upstreams.iter().map(upstream_sample).collect();
+        self.metrics.render(&samples)
+    }
+}
+
+fn upstream_sample(u: &Upstream) -> UpstreamSample<'_> {
+    let snapshot = u.state().snapshot();
+    let ejected = snapshot.all.iter().filter(|e| e.is_ejected()).count();
+    let unhealthy = snapshot.all.iter().filter(|e| !e.is_healthy()).count();
+    UpstreamSample {
+        name: u.name(),
+        metrics: u.metrics(),
+        endpoints: EndpointCounts {
+            healthy: snapshot.all.len().saturating_sub(ejected + unhealthy),
+            unhealthy,
+            ejected,
+        },
+        circuit: u.breaker().status().map(|b| CircuitSample {
+            state: b.state.as_str(),
+            rejected: b.stats.rejected,
+            time_open: b.stats.time_open,
+        }),
     }
 }
 
@@ -163,7 +188,7 @@ impl Handler for Admin {
             health::PATH => health::respond(req.method(), &self.lifecycle),
             METRICS_PATH => {
                 let mut resp = Response::new(
-                    Full::new(Bytes::from(self.metrics.render(&self.upstreams)))
+                    Full::new(Bytes::from(self.scrape()))
                         .map_err(|e| match e {})
                         .boxed_unsync(),
                 );

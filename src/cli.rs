@@ -11,8 +11,9 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::app;
 use crate::config::{self, Config};
-use crate::server::{Server, Workers};
+use crate::server::Workers;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,7 +102,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        let server = match Server::bind(&config).await {
+        let server = match app::bind(&config).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %crate::error::ErrorChain(&e), config = %path.display(), "cannot start");

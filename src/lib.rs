@@ -1,18 +1,28 @@
 //! stratix-gateway: the Rust API gateway for ObSync on Docker Swarm.
 //!
-//! The modules follow a request's path: [`config`] -> [`server`] (listeners, shutdown,
-//! `/health`) -> [`routing`] -> [`proxy`] (headers, errors) -> [`upstream`] (endpoints and the
-//! pooled client) -> [`telemetry`]; [`admin`] serves the operator-only listener.
+//! The modules form layers; each imports only from the layers below it (`tests/layers.rs`
+//! checks it, `../shared/tools/module-cycles.py src` finds no cycle):
 //!
-//! At the bottom, importing nothing of the crate but each other's leaves: [`clock`] (one
-//! reading per poll), [`config`], [`path`] (dot segments and route prefixes) and [`shard`]
-//! (per-worker cells). The layers above are being made one-way (issue 19; what is left is in
-//! its notes): `../shared/tools/module-cycles.py src` lists the cycles that remain.
+//! 1. [`clock`] (one reading per poll, the exchange [`clock::Deadline`]), [`path`], [`config`],
+//!    [`error`] (the boxed error, error chains), [`shard`] (per-worker cells);
+//! 2. [`http1`] (the wire format both sides share, no I/O), [`body`] (the client's, the
+//!    upstream request's and the response bodies), [`reply`] (the gateway's own JSON answers);
+//! 3. [`routing`] (prefix to upstream), [`telemetry`] (access log, metrics);
+//! 4. [`upstream`] (discovery, health, balancing, breaker, retry, the pooled client);
+//! 5. [`proxy`] (a request through a route to an upstream) and [`server`] (listeners,
+//!    connections, draining): siblings, neither imports the other;
+//! 6. [`admin`] (`/status`, `/metrics`), [`app`] (composition: the only place that wires the
+//!    proxy into the listeners), [`cli`].
+//!
+//! A request's way through them: `server` reads it into a [`body::ClientBody`], `app`'s
+//! handler hands it to `proxy`, which routes it and sends it through the `upstream` stack, and
+//! the answer travels back as a [`body::ResponseBody`] that `server` writes.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
 pub mod admin;
+pub mod app;
 pub mod body;
 pub mod cli;
 pub mod clock;

@@ -2,7 +2,7 @@
 //!
 //! Loading is split in two steps so that every mistake is reported before any port is bound:
 //! figment deserializes (unknown keys and bad types are errors naming the key and the source),
-//! then [`Config::validate`] checks what types cannot express (references between sections,
+//! then `Config::validate` checks what types cannot express (references between sections,
 //! address syntax, limits hyper would otherwise panic on).
 
 mod validate;

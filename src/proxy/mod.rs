@@ -238,7 +238,8 @@ struct Traced<'a> {
 
 impl Drop for Traced<'_> {
     fn drop(&mut self) {
-        self.record.traced(&self.trace);
+        self.record
+            .traced(self.trace.served_by.as_ref(), self.trace.attempts);
     }
 }
 

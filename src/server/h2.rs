@@ -37,11 +37,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::body::ClientBody;
 use crate::body::ResponseBody;
+use crate::clock::Deadline;
 use crate::error::BoxError;
 use crate::http1::MAX_HEADERS;
 use crate::http1::{Hosts, RequestError, settle_host};
 use crate::reply::json_error;
-use crate::upstream::Deadline;
 
 /// Reset streams a connection may have before it is judged abusive (with half its streams).
 pub const RESET_LIMIT: u32 = 100;

@@ -1,8 +1,9 @@
 //! Listeners, connections and graceful shutdown.
 //!
-//! The proxy listener speaks HTTP/1 with our own server ([`http1`]) and hands h2c connections
-//! to hyper; the admin listener is hyper's throughout. Both give their handler a
-//! [`ClientBody`], whoever read it.
+//! The proxy listener speaks HTTP/1 with our own server (`server::http1`, over the wire
+//! format of [`crate::http1`]) and hands h2c connections to hyper; the admin listener is
+//! hyper's throughout. Both give their [`Handler`] a [`ClientBody`], whoever read it; which
+//! handlers they are is decided above this module (`app`).
 //!
 //! Shutdown follows Swarm's rolling update: the task is removed from DNS, then gets SIGTERM while
 //! clients still arrive for a few seconds. So on the signal we (1) turn /health to 503 and keep
@@ -40,14 +41,12 @@ pub use lifecycle::Lifecycle;
 use lifecycle::OnlyWhenWoken;
 pub use workers::Workers;
 
-use crate::admin::Admin;
 use crate::body::{ClientBody, ResponseBody};
 use crate::clock;
-use crate::config::{Config, ServerConfig};
+use crate::clock::Deadline;
+use crate::config::ServerConfig;
 use crate::error::ErrorChain;
 use crate::http1::RawHeaders;
-use crate::proxy::Gateway;
-use crate::upstream::Deadline;
 
 /// Something that answers requests on a listener.
 pub trait Handler: Send + Sync + 'static {
@@ -73,66 +72,38 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot build the upstreams")]
-    Build(#[from] crate::upstream::BuildError),
 }
 
-/// The public listener: `/health`, everything else through the proxy.
+/// Both listeners bound, each with its handler, ready to serve. What the handlers do is not
+/// this module's business: the application composes them (`app`).
 #[derive(Debug)]
-pub struct Public {
-    gateway: Gateway,
-    lifecycle: Lifecycle,
-}
-
-impl Handler for Public {
-    const PROTOCOLS: Protocols = Protocols::Own;
-
-    async fn handle(&self, req: Request<ClientBody>, peer: SocketAddr) -> Response<ResponseBody> {
-        if req.uri().path() == health::PATH {
-            return health::respond(req.method(), &self.lifecycle);
-        }
-        self.gateway.proxy(req, peer).await
-    }
-}
-
-/// A gateway with both listeners bound, ready to serve.
-#[derive(Debug)]
-pub struct Server {
+pub struct Server<P, A> {
     public: TcpListener,
     admin: TcpListener,
-    public_handler: Arc<Public>,
-    admin_handler: Arc<Admin>,
+    public_handler: Arc<P>,
+    admin_handler: Arc<A>,
     config: ServerConfig,
     lifecycle: Lifecycle,
     workers: Option<Arc<Workers>>,
 }
 
-impl Server {
-    /// Builds everything and binds both listeners; nothing is served until [`Server::serve`].
-    pub async fn bind(config: &Config) -> Result<Self, ServerError> {
-        let lifecycle = Lifecycle::new();
-        let gateway = Gateway::new(config)?;
-        // Serve only once the endpoint sets are known, so a task that Swarm starts during a
-        // rolling update does not answer its first requests with 503. Bounded: with DNS or
-        // every backend down we still start (and answer 503 JSON) rather than hang.
-        gateway.ready(startup_limit(config)).await;
-        let admin_handler = Arc::new(Admin::new(
-            lifecycle.clone(),
-            gateway.upstreams().to_vec(),
-            config.source.clone(),
-            gateway.metrics().clone(),
-        ));
-        let public = bind(config.server.listen, "server.listen").await?;
-        let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
+impl<P: Handler, A: Handler> Server<P, A> {
+    /// Binds both listeners (`server.listen`, `server.admin_listen`); nothing is served until
+    /// [`Server::serve`]. `lifecycle` is the one the handlers answer `/health` from.
+    pub async fn bind(
+        config: &ServerConfig,
+        lifecycle: Lifecycle,
+        public_handler: P,
+        admin_handler: A,
+    ) -> Result<Self, ServerError> {
+        let public = bind(config.listen, "server.listen").await?;
+        let admin = bind(config.admin_listen, "server.admin_listen").await?;
         Ok(Self {
             public,
             admin,
-            public_handler: Arc::new(Public {
-                gateway,
-                lifecycle: lifecycle.clone(),
-            }),
-            admin_handler,
-            config: config.server.clone(),
+            public_handler: Arc::new(public_handler),
+            admin_handler: Arc::new(admin_handler),
+            config: config.clone(),
             lifecycle,
             workers: None,
         })
@@ -154,9 +125,9 @@ impl Server {
         self.admin.local_addr().unwrap_or(self.config.admin_listen)
     }
 
-    /// The upstreams, for inspecting their endpoint sets (tests, status pages).
-    pub fn upstreams(&self) -> &[crate::upstream::Upstream] {
-        self.public_handler.gateway.upstreams()
+    /// The public listener's handler.
+    pub fn public_handler(&self) -> &P {
+        &self.public_handler
     }
 
     pub fn lifecycle(&self) -> Lifecycle {
@@ -225,16 +196,6 @@ impl Server {
     }
 }
 
-fn startup_limit(config: &Config) -> Duration {
-    let probe = config
-        .upstreams
-        .values()
-        .filter_map(|u| u.health.as_ref().map(|h| h.timeout))
-        .max()
-        .unwrap_or_default();
-    config.discovery.timeout + probe + Duration::from_millis(500)
-}
-
 async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
@@ -267,7 +228,7 @@ fn connection_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 /// Who speaks HTTP on a listener's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocols {
-    /// Our HTTP/1.1 server ([`http1`]), handing h2c connections to hyper (the proxy listener).
+    /// Our HTTP/1.1 server (`server::http1`), handing h2c connections to hyper (the proxy listener).
     Own,
     /// hyper's, for HTTP/1 and h2c alike (the admin listener: off the hot path).
     Hyper,

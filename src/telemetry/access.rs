@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderValue, Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -15,7 +16,6 @@ use super::metrics::Metrics;
 use crate::body::ResponseBody;
 use crate::error::BoxError;
 use crate::shard::WorkerRef;
-use crate::upstream::Trace;
 
 /// Status logged for a request whose client left before the response started (as nginx).
 const CLIENT_CLOSED: u16 = 499;
@@ -45,7 +45,9 @@ struct LogFields {
     request_id: HeaderValue,
     route: Option<Arc<str>>,
     upstream: Option<Arc<str>>,
-    endpoint: Option<String>,
+    // Why the authority and not its text: cloning it shares its bytes, formatting it
+    // allocated a string on every logged request.
+    endpoint: Option<Authority>,
     attempts: u32,
 }
 
@@ -90,10 +92,10 @@ impl RequestRecord {
     }
 
     /// How the upstream exchange went: which task answered, after how many attempts.
-    pub fn traced(&mut self, trace: &Trace) {
+    pub fn traced(&mut self, served_by: Option<&Authority>, attempts: u32) {
         if let Some(log) = self.inner.as_mut().and_then(|i| i.log.as_mut()) {
-            log.endpoint = trace.served_by.as_ref().map(ToString::to_string);
-            log.attempts = trace.attempts;
+            log.endpoint = served_by.cloned();
+            log.attempts = attempts;
         }
     }
 
@@ -145,7 +147,7 @@ impl Inner {
             status = self.status,
             route = log.route.as_deref().unwrap_or(""),
             upstream = log.upstream.as_deref().unwrap_or(""),
-            endpoint = log.endpoint.as_deref().unwrap_or(""),
+            endpoint = log.endpoint.as_ref().map_or("", Authority::as_str),
             attempts = log.attempts,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = log.request_id.to_str().unwrap_or(""),

@@ -20,8 +20,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 use super::request_series::{RequestSeries, escape_label};
 use crate::shard::Sharded;
-use crate::upstream::Upstream;
-use crate::upstream::breaker::State;
 
 /// The families rendered from per-worker cells (see `request_series`), not by the exporter.
 const OWN_RENDERING: [&str; 2] = ["gateway_requests_total", "gateway_request_duration_seconds"];
@@ -238,12 +236,11 @@ impl Metrics {
             transitions: TRANSITIONS.map(|(from, to)| {
                 counter(
                     "gateway_circuit_transitions_total",
-                    &[("from", from.as_str()), ("to", to.as_str())],
+                    &[("from", from), ("to", to)],
                 )
             }),
             rejected: counter("gateway_circuit_rejected_requests_total", &[]),
-            circuit_state: [State::Closed, State::Open, State::HalfOpen]
-                .map(|s| gauge("gateway_circuit_state", &[("state", s.as_str())])),
+            circuit_state: CIRCUIT_STATES.map(|s| gauge("gateway_circuit_state", &[("state", s)])),
             endpoints: ["healthy", "unhealthy", "ejected"]
                 .map(|s| gauge("gateway_endpoints", &[("state", s)])),
             probes: ["success", "failure"]
@@ -253,8 +250,9 @@ impl Metrics {
         })
     }
 
-    /// The Prometheus text for a scrape: reads the state of `upstreams`, then renders.
-    pub fn render(&self, upstreams: &[Upstream]) -> String {
+    /// The Prometheus text for a scrape. `upstreams` is their state at this moment, gathered
+    /// by whoever holds them (the admin listener): this layer only renders.
+    pub fn render(&self, upstreams: &[UpstreamSample<'_>]) -> String {
         let mut extra = String::new();
         let _ = writeln!(
             extra,
@@ -262,34 +260,26 @@ impl Metrics {
              # TYPE gateway_circuit_open_seconds_total counter"
         );
         for u in upstreams {
-            let m = u.metrics();
-            let snapshot = u.state().snapshot();
-            let ejected = snapshot.all.iter().filter(|e| e.is_ejected()).count();
-            let unhealthy = snapshot.all.iter().filter(|e| !e.is_healthy()).count();
-            let healthy = snapshot.all.len().saturating_sub(ejected + unhealthy);
-            for (g, v) in m.endpoints.iter().zip([healthy, unhealthy, ejected]) {
+            let m = u.metrics;
+            for (g, v) in m.endpoints.iter().zip(u.endpoints.as_array()) {
                 g.set(v as f64);
             }
-            if let Some(b) = u.breaker().status() {
-                for (g, s) in
-                    m.circuit_state
-                        .iter()
-                        .zip([State::Closed, State::Open, State::HalfOpen])
-                {
-                    g.set(if b.state == s { 1.0 } else { 0.0 });
+            if let Some(c) = &u.circuit {
+                for (g, s) in m.circuit_state.iter().zip(CIRCUIT_STATES) {
+                    g.set(if c.state == s { 1.0 } else { 0.0 });
                 }
-                m.rejected.absolute(b.stats.rejected);
+                m.rejected.absolute(c.rejected);
                 let _ = writeln!(
                     extra,
                     "gateway_circuit_open_seconds_total{{upstream=\"{}\"}} {}",
-                    u.name(),
-                    b.stats.time_open.as_secs_f64()
+                    escape_label(u.name),
+                    c.time_open.as_secs_f64()
                 );
             }
         }
         self.in_flight.set(self.requests.in_flight() as f64);
         for u in upstreams {
-            u.metrics().sync();
+            u.metrics.sync();
         }
         let mut out = self.handle.render();
         out.push_str(&extra);
@@ -316,12 +306,51 @@ pub struct UpstreamMetrics {
     dns: [Counter; 2],
 }
 
-const TRANSITIONS: [(State, State); 4] = [
-    (State::Closed, State::Open),
-    (State::Open, State::HalfOpen),
-    (State::HalfOpen, State::Open),
-    (State::HalfOpen, State::Closed),
+/// A circuit's states as its series label them (the breaker's own names for them).
+const CIRCUIT_STATES: [&str; 3] = ["closed", "open", "half_open"];
+
+/// The transitions a breaker makes, each a series of its own.
+const TRANSITIONS: [(&str, &str); 4] = [
+    ("closed", "open"),
+    ("open", "half_open"),
+    ("half_open", "open"),
+    ("half_open", "closed"),
 ];
+
+/// One upstream's state at scrape time: what is read, not counted.
+#[derive(Debug)]
+pub struct UpstreamSample<'a> {
+    pub name: &'a str,
+    pub metrics: &'a UpstreamMetrics,
+    pub endpoints: EndpointCounts,
+    /// `None` when the upstream has no breaker.
+    pub circuit: Option<CircuitSample>,
+}
+
+/// An upstream's tasks by state, each counted once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointCounts {
+    pub healthy: usize,
+    pub unhealthy: usize,
+    pub ejected: usize,
+}
+
+impl EndpointCounts {
+    fn as_array(self) -> [usize; 3] {
+        [self.healthy, self.unhealthy, self.ejected]
+    }
+}
+
+/// A breaker's state at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitSample {
+    /// One of `closed`, `open`, `half_open`.
+    pub state: &'static str,
+    /// Requests it has refused so far.
+    pub rejected: u64,
+    /// Time it has spent open or half-open so far.
+    pub time_open: Duration,
+}
 
 impl UpstreamMetrics {
     pub fn attempt(&self, outcome: AttemptOutcome) {
@@ -355,7 +384,8 @@ impl UpstreamMetrics {
         self.budget_exhausted.increment(1);
     }
 
-    pub fn transition(&self, from: State, to: State) {
+    /// A breaker moved from one state to another (named as in [`CircuitSample::state`]).
+    pub fn transition(&self, from: &str, to: &str) {
         if let Some(i) = TRANSITIONS.iter().position(|t| *t == (from, to)) {
             self.transitions[i].increment(1);
         }

@@ -199,7 +199,7 @@ impl Limit {
                 endpoint: endpoint.authority().clone(),
                 timeout: *timeout,
             },
-            Self::Deadline(d) => d.exceeded(),
+            Self::Deadline(d) => UpstreamError::Timeout(d.timeout),
         }
     }
 }

@@ -30,6 +30,7 @@ use self::health::HttpProbe;
 use self::protect::{BreakerHandle, Protect, ProtectLayer, UpstreamBody};
 use self::retry::{Budget, Policy, Retry, RetryLayer};
 use crate::body::RequestBody;
+pub use crate::clock::Deadline;
 use crate::config::{DiscoveryConfig, HealthConfig, UpstreamConfig, parse_endpoint};
 use crate::telemetry::metrics::UpstreamMetrics;
 
@@ -72,29 +73,6 @@ pub struct Trace {
     pub served_by: Option<Authority>,
     /// Attempts made so far.
     pub attempts: u32,
-}
-
-/// The deadline of one exchange: retries, backoff and the response body included.
-///
-/// Set once by [`Protect`]; each layer below arms its own waits against it rather than
-/// Protect racing the whole stack against a timer of its own. Why: an attempt needs a timer
-/// anyway (the per-try limit), and a tokio timer costs its registration and removal under the
-/// runtime's timer lock plus a waker, ~600 instructions and ~11 atomic operations per request;
-/// two timers per GET were 5 % of the gateway's work. So the attempt's timer fires at
-/// whichever comes first, its own limit or the deadline, backoff never crosses the deadline,
-/// and the response body arms a timer only if it has to wait for the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
-    pub at: tokio::time::Instant,
-    /// The configured limit, for the error that names it.
-    pub timeout: Duration,
-}
-
-impl Deadline {
-    /// The error for a wait cut off at this deadline.
-    pub fn exceeded(&self) -> UpstreamError {
-        UpstreamError::Timeout(self.timeout)
-    }
 }
 
 /// The per-upstream stack as the proxy sees it.

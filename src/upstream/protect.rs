@@ -117,7 +117,7 @@ impl BreakerHandle {
 
     /// Every transition at WARN with the word "circuit": operators `grep circuit` the logs.
     fn log(&self, t: &Transition) {
-        self.metrics.transition(t.from, t.to);
+        self.metrics.transition(t.from.as_str(), t.to.as_str());
         let message = match t.to {
             State::Open => "circuit opened",
             State::HalfOpen => "circuit half-open: letting trial requests through",

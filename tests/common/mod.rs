@@ -19,7 +19,6 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use stratix_gateway::config::Config;
-use stratix_gateway::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -148,9 +147,11 @@ impl Gateway {
         let mut config = Config::from_toml("test.toml", toml).expect("valid test config");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
-        let server = Server::bind(&config).await.expect("bind gateway");
+        let server = stratix_gateway::app::bind(&config)
+            .await
+            .expect("bind gateway");
         let (addr, admin) = (server.public_addr(), server.admin_addr());
-        let upstreams = server.upstreams().to_vec();
+        let upstreams = server.public_handler().upstreams().to_vec();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
