@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
 pub use self::client::{ClientBody, ClientBodyError, HyperBody, Piece, Streamed};
-pub use self::request::{BodyError, RequestBody, find_body_error};
+pub use self::request::{BodyError, RequestBody};
 use crate::error::BoxError;
 
 /// What the gateway sends to its clients: an upstream's streamed body or one of our own.

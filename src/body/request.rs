@@ -157,16 +157,3 @@ impl Body for RequestBody {
         }
     }
 }
-
-/// Finds a [`BodyError`] anywhere in an error's source chain (the upstream client's error wraps
-/// it, and the upstream error wraps that).
-pub fn find_body_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(b) = e.downcast_ref::<BodyError>() {
-            return Some(b);
-        }
-        cur = e.source();
-    }
-    None
-}

@@ -14,7 +14,7 @@ use http::{Request, Response, Uri, Version};
 
 use self::error::ProxyError;
 use crate::body::ClientBody;
-use crate::body::{BodyError, RequestBody, ResponseBody, find_body_error};
+use crate::body::{BodyError, RequestBody, ResponseBody};
 use crate::config::Config;
 use crate::error::ErrorChain;
 use crate::http1::RawHeaders;
@@ -23,7 +23,7 @@ use crate::shard::PerWorker;
 use crate::telemetry::access::RequestRecord;
 use crate::telemetry::metrics::{Metrics, RouteLabels};
 use crate::upstream::protect::UpstreamBody;
-use crate::upstream::{BuildError, Trace, Upstream};
+use crate::upstream::{BuildError, Trace, Upstream, UpstreamError};
 
 /// Routes requests and forwards them to upstreams. Shared by all connections.
 #[derive(Debug)]
@@ -215,13 +215,13 @@ impl Gateway {
                 head.version = Version::HTTP_11;
                 Ok(Response::from_parts(head, body))
             }
-            Err(source) => Err(match find_body_error(&source) {
-                Some(BodyError::TooLarge { limit }) => {
-                    ProxyError::PayloadTooLarge { limit: *limit }
+            Err(source) => Err(match source {
+                UpstreamError::Body(BodyError::TooLarge { limit }) => {
+                    ProxyError::PayloadTooLarge { limit }
                 }
-                Some(BodyError::Client(_)) => ProxyError::ClientBody,
-                Some(BodyError::Stalled(t)) => ProxyError::ClientTimeout(*t),
-                None => ProxyError::Upstream {
+                UpstreamError::Body(BodyError::Client(_)) => ProxyError::ClientBody,
+                UpstreamError::Body(BodyError::Stalled(t)) => ProxyError::ClientTimeout(t),
+                source => ProxyError::Upstream {
                     service: upstream.name().clone(),
                     source,
                 },

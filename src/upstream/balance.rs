@@ -13,7 +13,7 @@ use super::client::{Client, ClientError};
 use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
 use super::{Deadline, Exchange, Trace, UpstreamError};
-use crate::body::{BodyError, RequestBody, find_body_error};
+use crate::body::{BodyError, RequestBody};
 use crate::clock;
 use crate::telemetry::metrics::AttemptOutcome;
 
@@ -134,7 +134,7 @@ impl Exchange for Balance {
             }
             // The client's own body failing (too large, client gone) says nothing about
             // the task.
-            Err(e) if find_body_error(e).is_some() => None,
+            Err(UpstreamError::Body(_)) => None,
             Err(e) => {
                 metrics.attempt(match e {
                     UpstreamError::Connect { .. } => AttemptOutcome::ConnectError,
@@ -204,7 +204,15 @@ impl Limit {
     }
 }
 
+/// The one place a client error becomes an upstream error. Why the body's own error is
+/// lifted out here: every layer above asks "was it the client's body?" (it says nothing about
+/// the task, so it is neither retried nor counted), and a variant of its own answers that with
+/// a match instead of a walk down the error chain.
 fn client_error(endpoint: &Endpoint, source: ClientError) -> UpstreamError {
+    let source = match source {
+        ClientError::Body(body) => return UpstreamError::Body(body),
+        source => source,
+    };
     let endpoint = endpoint.authority().clone();
     if source.is_not_sent() {
         UpstreamError::Connect { endpoint, source }

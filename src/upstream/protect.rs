@@ -25,7 +25,7 @@ use tower::Layer;
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
 use super::client::PooledBody;
 use super::{Deadline, Exchange, Trace, UpstreamError};
-use crate::body::{RequestBody, find_body_error};
+use crate::body::RequestBody;
 use crate::clock;
 use crate::config::BreakerConfig;
 use crate::error::BoxError;
@@ -229,10 +229,9 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
         let result = self.inner.exchange(req, trace).await;
         match result {
             Err(e) => {
-                let outcome = if find_body_error(&e).is_some() {
-                    Outcome::Ignored
-                } else {
-                    Outcome::Failure
+                let outcome = match e {
+                    UpstreamError::Body(_) => Outcome::Ignored,
+                    _ => Outcome::Failure,
                 };
                 permit.finish(outcome);
                 Err(e)

@@ -15,7 +15,7 @@ use tower::Layer;
 
 use super::client::PooledBody;
 use super::{Exchange, Trace, UpstreamError};
-use crate::body::{BodyError, RequestBody, find_body_error};
+use crate::body::{BodyError, RequestBody};
 use crate::clock;
 use crate::config::RetryConfig;
 use crate::telemetry::metrics::UpstreamMetrics;
@@ -62,7 +62,7 @@ pub fn classify(
                 .contains(&s)
                 .then_some(AttemptFailure::Status(s))
         }
-        Err(e) if find_body_error(e).is_some() => Some(AttemptFailure::Final),
+        Err(UpstreamError::Body(_)) => Some(AttemptFailure::Final),
         Err(UpstreamError::Connect { .. }) => Some(AttemptFailure::NotSent),
         Err(UpstreamError::Request { .. } | UpstreamError::AttemptTimeout { .. }) => {
             Some(AttemptFailure::MaybeProcessed)
