@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::uri::Authority;
 use tokio::time::Instant;
 
-use super::client::IdlePool;
+use super::client::{IdlePool, Origin};
 
 /// How fast a latency peak is forgotten (as linkerd and tower's PeakEwma default).
 const DECAY: Duration = Duration::from_secs(10);
@@ -117,6 +117,16 @@ impl Endpoint {
     }
 
     pub fn pool(&self) -> &IdlePool {
+        &self.pool
+    }
+}
+
+impl Origin for Endpoint {
+    fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    fn pool(&self) -> &IdlePool {
         &self.pool
     }
 }

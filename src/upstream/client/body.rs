@@ -10,10 +10,10 @@ use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 
-use super::{ClientError, Conn, make_room};
+use super::conn::Conn;
+use super::{ClientError, Origin};
 use crate::clock;
-use crate::http1::{Chunked, Decoded, Framing, Parsed};
-use crate::upstream::endpoint::Endpoint;
+use crate::http1::{Chunked, Decoded, Framing, Parsed, make_room};
 
 /// A response body from an upstream connection.
 pub struct PooledBody {
@@ -31,7 +31,7 @@ enum State {
 
 struct Reading {
     conn: Conn,
-    endpoint: Arc<Endpoint>,
+    endpoint: Arc<dyn Origin>,
     decode: Decode,
     /// The connection may carry another request once this body is read.
     reusable: bool,
@@ -48,7 +48,7 @@ enum Decode {
 pub(super) fn response(
     parsed: Parsed,
     mut conn: Conn,
-    endpoint: Arc<Endpoint>,
+    endpoint: Arc<dyn Origin>,
     request_done: bool,
 ) -> Response<PooledBody> {
     let Parsed {
@@ -59,13 +59,13 @@ pub(super) fn response(
     let reusable = keep_alive && request_done;
     let (decode, reusable) = match framing {
         Framing::Empty | Framing::Length(0) => {
-            give_back(conn, &endpoint, reusable);
+            give_back(conn, &*endpoint, reusable);
             return Response::from_parts(head, PooledBody::full(None));
         }
         Framing::Length(n) if (conn.read.len() as u64) >= n => {
             // Bounded by the buffer's length, so it fits.
             let data = conn.read.split_to(n as usize).freeze();
-            give_back(conn, &endpoint, reusable);
+            give_back(conn, &*endpoint, reusable);
             return Response::from_parts(head, PooledBody::full(Some(data)));
         }
         Framing::Length(n) => (Decode::Length(n), reusable),
@@ -90,7 +90,7 @@ pub(super) fn response(
 /// Pools the connection if it can carry another request: the server keeps it open, our
 /// request went out whole, and nothing beyond the response arrived (bytes nobody asked for
 /// would be read as the next response).
-fn give_back(conn: Conn, endpoint: &Endpoint, reusable: bool) {
+fn give_back(conn: Conn, endpoint: &dyn Origin, reusable: bool) {
     if reusable && conn.read.is_empty() {
         endpoint.pool().checkin(conn, clock::now());
     }
@@ -117,7 +117,7 @@ impl PooledBody {
     /// request, and is closed otherwise.
     fn finish(&mut self) {
         if let State::Reading(r) = std::mem::replace(&mut self.state, State::Full(None)) {
-            give_back(r.conn, &r.endpoint, r.reusable);
+            give_back(r.conn, &*r.endpoint, r.reusable);
         }
     }
 

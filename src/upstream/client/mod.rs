@@ -11,28 +11,28 @@
 //! endpoint.
 
 mod body;
+mod conn;
+mod pool;
 
 use std::io;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use http::header::HOST;
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body::Body as _;
-use http_body_util::BodyExt as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+
+use http::uri::Authority;
 
 pub use self::body::PooledBody;
-use super::endpoint::Endpoint;
+use self::conn::{Conn, exchange_streaming, read_head};
+pub use self::pool::IdlePool;
 use crate::body::{BodyError, RequestBody};
 use crate::clock;
 use crate::config::UpstreamConfig;
-use crate::http1::{self, Head, Parsed, ProtocolError, READ_BUF, RequestFraming, Span, make_room};
-use crate::shard;
+use crate::http1::{self, ProtocolError, RequestFraming};
 
 /// Why a request got no (complete) response from the connection layer.
 #[derive(Debug, thiserror::Error)]
@@ -73,144 +73,14 @@ impl ClientError {
 /// Buffered request bodies up to this size go out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
 
-/// One upstream connection: the socket, the bytes read but not yet consumed, and the scratch
-/// buffer request heads are written into (kept, so a warm connection allocates nothing).
-struct Conn {
-    stream: TcpStream,
-    read: BytesMut,
-    write: Vec<u8>,
-    spans: Vec<Span>,
-}
-
-impl Conn {
-    fn new(stream: TcpStream) -> Self {
-        Self {
-            stream,
-            read: BytesMut::with_capacity(READ_BUF),
-            write: Vec::with_capacity(1024),
-            spans: Vec::with_capacity(32),
-        }
-    }
-
-    /// Whether an idle connection can carry a request: the server has neither closed it nor
-    /// sent anything unasked (both make the socket readable).
-    ///
-    /// Why this is cheap: tokio caches readiness from epoll, so for a quiet socket this is a
-    /// flag check with no system call. Only when the flag is set (a close, or readiness left
-    /// over from the last read) does a non-blocking read tell which.
-    fn is_open(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
-    }
-
-    /// Reads more of the response into `read`; `Ok(0)` is the server closing.
-    async fn fill(&mut self) -> io::Result<usize> {
-        make_room(&mut self.read);
-        self.stream.read_buf(&mut self.read).await
-    }
-}
-
-/// An idle keep-alive connection and when it was last used.
-struct Idle {
-    conn: Conn,
-    since: Instant,
-}
-
-impl Idle {
-    /// Idle too long to trust: a backend may close such a connection at its own keep-alive
-    /// limit just as we write to it.
-    fn is_stale(&self, now: Instant, idle_timeout: Duration) -> bool {
-        now.saturating_duration_since(self.since) >= idle_timeout
-    }
-}
-
-/// Worker threads beyond this share idle lists (index modulo).
-const SHARDS: usize = 16;
-
-/// An endpoint's idle connections, one list per worker thread, most recently used last.
+/// Where the client sends a request: a task's address and its idle connections.
 ///
-/// Why per worker: a socket is registered with the reactor of the worker that opened it;
-/// used from another worker, its readiness events would cross threads.
-#[derive(Default)]
-pub struct IdlePool {
-    shards: [Mutex<Vec<Idle>>; SHARDS],
-}
-
-impl std::fmt::Debug for IdlePool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdlePool")
-            .field("idle", &self.len())
-            .finish()
-    }
-}
-
-impl IdlePool {
-    fn local(&self) -> &Mutex<Vec<Idle>> {
-        &self.shards[shard::current_index() % SHARDS]
-    }
-
-    /// The most recently used connection that is still open and younger than
-    /// `idle_timeout`. LIFO keeps a few connections warm and lets the rest age out.
-    fn checkout(&self, now: Instant, idle_timeout: Duration) -> Option<Conn> {
-        let mut idle = self.local().lock().ok()?;
-        while let Some(c) = idle.pop() {
-            if c.is_stale(now, idle_timeout) {
-                // Everything below is older still.
-                idle.clear();
-                return None;
-            }
-            if c.conn.is_open() {
-                return Some(c.conn);
-            }
-        }
-        None
-    }
-
-    fn checkin(&self, conn: Conn, now: Instant) {
-        if let Ok(mut idle) = self.local().lock() {
-            idle.push(Idle { conn, since: now });
-        }
-    }
-
-    /// Closes connections idle for `idle_timeout` or more, and those the backend closed.
-    pub fn sweep(&self, now: Instant, idle_timeout: Duration) {
-        for shard in &self.shards {
-            if let Ok(mut idle) = shard.lock() {
-                idle.retain(|c| !c.is_stale(now, idle_timeout) && c.conn.is_open());
-            }
-        }
-    }
-
-    /// Idle connections still open, over all workers.
-    #[cfg(test)]
-    fn open(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .map_or(0, |i| i.iter().filter(|c| c.conn.is_open()).count())
-            })
-            .sum()
-    }
-
-    /// Idle connections over all workers.
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |i| i.len()))
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+/// Why a trait: the endpoint set (health, ejection, load) is built on top of this client, and
+/// the client must not import it; the endpoint implements this, and a response body holds it
+/// to give its connection back.
+pub trait Origin: Send + Sync + std::fmt::Debug + 'static {
+    fn authority(&self) -> &Authority;
+    fn pool(&self) -> &IdlePool;
 }
 
 /// Connection settings of one upstream.
@@ -234,9 +104,9 @@ impl Client {
 
     /// Sends `req` (origin-form URI) to `endpoint` over an idle connection or a new one. A
     /// body held in memory is left in `req` as it was (for a retry); a streamed one is consumed.
-    pub async fn send(
+    pub async fn send<O: Origin>(
         &self,
-        endpoint: &Arc<Endpoint>,
+        endpoint: &Arc<O>,
         req: &mut Request<RequestBody>,
     ) -> Result<Response<PooledBody>, ClientError> {
         if !req.headers().contains_key(HOST) {
@@ -269,7 +139,7 @@ impl Client {
                 Some(conn) => (conn, true),
                 // Boxed: connecting is rare on a warm pool, and its state would otherwise
                 // grow every request's future.
-                None => (Box::pin(self.connect(endpoint)).await?, false),
+                None => (Box::pin(self.connect(&**endpoint)).await?, false),
             };
             http1::encode_request_head(&mut conn.write, &method, target, req.headers(), framing);
             if let Some(Some(data)) = &inline {
@@ -306,7 +176,7 @@ impl Client {
         Ok(body::response(parsed, conn, endpoint.clone(), request_done))
     }
 
-    async fn connect(&self, endpoint: &Endpoint) -> Result<Conn, ClientError> {
+    async fn connect(&self, endpoint: &dyn Origin) -> Result<Conn, ClientError> {
         // An IP literal is parsed in place; a configured host name is resolved by the system
         // on each new connection (tokio's `ToSocketAddrs` for `&str` does both).
         let connect = TcpStream::connect(endpoint.authority().as_str());
@@ -320,131 +190,12 @@ impl Client {
     }
 }
 
-/// Reads until a final response head is parsed (1xx skipped).
-async fn read_head(conn: &mut Conn, method: &Method) -> Result<Parsed, ClientError> {
-    loop {
-        // The buffer is empty after the request went out (a reused connection carries no
-        // leftovers): read before parsing.
-        match conn.fill().await {
-            Ok(0) => return Err(ClientError::ClosedBeforeResponse),
-            Ok(_) => {}
-            Err(e) => return Err(ClientError::Read(e)),
-        }
-        if let Some(parsed) = parse_final(&mut conn.read, method, &mut conn.spans)? {
-            return Ok(parsed);
-        }
-    }
-}
-
-/// The final response head in `buf`, skipping any complete 1xx before it.
-fn parse_final(
-    buf: &mut BytesMut,
-    method: &Method,
-    spans: &mut Vec<Span>,
-) -> Result<Option<Parsed>, ProtocolError> {
-    while !buf.is_empty() {
-        match http1::parse_response_head(buf, method, spans)? {
-            Some(Head::Final(parsed)) => return Ok(Some(parsed)),
-            Some(Head::Informational) => continue,
-            None => return Ok(None),
-        }
-    }
-    Ok(None)
-}
-
-/// Sends the request body while waiting for the response head. Returns the head and whether
-/// the whole request went out (if the server answered early, it did not, and the connection
-/// cannot be reused: the server would read the rest of our body as the next request).
-async fn exchange_streaming(
-    conn: &mut Conn,
-    method: &Method,
-    body: &mut RequestBody,
-    framing: RequestFraming,
-) -> Result<(Parsed, bool), ClientError> {
-    let Conn {
-        stream,
-        read,
-        spans,
-        ..
-    } = conn;
-    let (mut rx, mut tx) = stream.split();
-    let send = send_body(&mut tx, body, framing);
-    tokio::pin!(send);
-    let mut sending = true;
-    // A write error once the server stopped reading is expected when it answers early
-    // (413, 401): keep reading, and report it only if no answer comes.
-    let mut write_error = None;
-    loop {
-        if let Some(parsed) = parse_final(read, method, spans)? {
-            return Ok((parsed, !sending && write_error.is_none()));
-        }
-        make_room(read);
-        tokio::select! {
-            biased;
-            n = rx.read_buf(read) => match n {
-                Ok(0) => return Err(write_error.unwrap_or(ClientError::ClosedBeforeResponse)),
-                Ok(_) => {}
-                Err(e) => return Err(write_error.unwrap_or(ClientError::Read(e))),
-            },
-            sent = &mut send, if sending => {
-                sending = false;
-                match sent {
-                    Ok(()) => {}
-                    Err(e @ (ClientError::Body(_) | ClientError::BodyLength)) => return Err(e),
-                    Err(e) => write_error = Some(e),
-                }
-            }
-        }
-    }
-}
-
-/// Writes the body's frames with `framing`; trailers from the client are dropped.
-async fn send_body(
-    tx: &mut tokio::net::tcp::WriteHalf<'_>,
-    body: &mut RequestBody,
-    framing: RequestFraming,
-) -> Result<(), ClientError> {
-    let mut left = match framing {
-        RequestFraming::Length(n) => Some(n),
-        _ => None,
-    };
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(ClientError::Body)?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        if let Some(left) = &mut left {
-            *left = left
-                .checked_sub(data.len() as u64)
-                .ok_or(ClientError::BodyLength)?;
-            tx.write_all(&data).await.map_err(ClientError::Write)?;
-        } else {
-            // One vectored write per chunk: size line, data, CRLF.
-            let size = http1::ChunkSize::new(data.len());
-            let mut chunk =
-                bytes::Buf::chain(bytes::Buf::chain(size.as_bytes(), data), &b"\r\n"[..]);
-            tx.write_all_buf(&mut chunk)
-                .await
-                .map_err(ClientError::Write)?;
-        }
-    }
-    match left {
-        Some(0) => Ok(()),
-        Some(_) => Err(ClientError::BodyLength),
-        None if framing == RequestFraming::Chunked => tx
-            .write_all(http1::LAST_CHUNK)
-            .await
-            .map_err(ClientError::Write),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
+    use std::sync::Mutex;
+
+    use http::Method;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use bytes::Bytes;
@@ -454,9 +205,35 @@ mod tests {
 
     use super::*;
 
+    /// A task's address and pool, all the client needs to know of an endpoint.
+    #[derive(Debug)]
+    struct Task {
+        authority: Authority,
+        pool: IdlePool,
+    }
+
+    impl Task {
+        fn at(addr: std::net::SocketAddr) -> Arc<Self> {
+            Arc::new(Self {
+                authority: addr.to_string().parse().unwrap(),
+                pool: IdlePool::default(),
+            })
+        }
+    }
+
+    impl Origin for Task {
+        fn authority(&self) -> &Authority {
+            &self.authority
+        }
+
+        fn pool(&self) -> &IdlePool {
+            &self.pool
+        }
+    }
+
     /// A task on loopback answering every request with `body`; after each response it closes
     /// the connection when `close_after` says so. Counts the connections it accepted.
-    async fn task(body: &'static [u8], close_after: bool) -> (Arc<Endpoint>, Arc<AtomicUsize>) {
+    async fn task(body: &'static [u8], close_after: bool) -> (Arc<Task>, Arc<AtomicUsize>) {
         let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
         // One piece (head and body in one write); leaked once per test server.
         let answer: &'static [u8] = Box::leak([head.as_bytes(), body].concat().into_boxed_slice());
@@ -522,7 +299,7 @@ mod tests {
         read(client.send(&ep, &mut get()).await.unwrap()).await;
         assert_eq!(ep.pool().len(), 1);
         let timeout = Duration::from_secs(4);
-        let later = Instant::now() + timeout;
+        let later = tokio::time::Instant::now() + timeout;
         assert!(ep.pool().checkout(later, timeout).is_none());
         assert_eq!(
             ep.pool().len(),
@@ -531,9 +308,10 @@ mod tests {
         );
 
         read(client.send(&ep, &mut get()).await.unwrap()).await;
-        ep.pool().sweep(Instant::now(), timeout);
+        ep.pool().sweep(tokio::time::Instant::now(), timeout);
         assert_eq!(ep.pool().len(), 1, "a fresh connection survives the sweep");
-        ep.pool().sweep(Instant::now() + timeout, timeout);
+        ep.pool()
+            .sweep(tokio::time::Instant::now() + timeout, timeout);
         assert_eq!(ep.pool().len(), 0);
     }
 
@@ -557,10 +335,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let ep = Arc::new(Endpoint::new(
-            addr.to_string().parse().unwrap(),
-            Instant::now(),
-        ));
+        let ep = Task::at(addr);
         let Err(err) = client().send(&ep, &mut get()).await else {
             panic!("a closed port answered");
         };
@@ -602,7 +377,7 @@ mod tests {
     /// split), and whether to close the connection afterwards.
     async fn scripted(
         script: impl Fn(usize) -> (Vec<&'static [u8]>, bool) + Send + Sync + 'static,
-    ) -> (Arc<Endpoint>, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+    ) -> (Arc<Task>, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -659,10 +434,7 @@ mod tests {
                 });
             }
         });
-        let endpoint = Arc::new(Endpoint::new(
-            addr.to_string().parse().unwrap(),
-            Instant::now(),
-        ));
+        let endpoint = Task::at(addr);
         (endpoint, accepted, requests)
     }
 
