@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::window::Window;
 use crate::config::BreakerConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,65 +66,6 @@ pub struct Stats {
     pub rejected: u64,
     pub opened: u64,
     pub time_open: Duration,
-}
-
-/// Success/failure counts over a sliding window of ten buckets.
-#[derive(Debug, Clone)]
-struct Window {
-    bucket: Duration,
-    buckets: [(u32, u32); 10],
-    head: usize,
-    head_start: Instant,
-}
-
-impl Window {
-    fn new(window: Duration, now: Instant) -> Self {
-        Self {
-            bucket: (window / 10).max(Duration::from_millis(1)),
-            buckets: [(0, 0); 10],
-            head: 0,
-            head_start: now,
-        }
-    }
-
-    fn advance(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.head_start);
-        let steps = (elapsed.as_nanos() / self.bucket.as_nanos()).min(10) as usize;
-        for _ in 0..steps {
-            self.head = (self.head + 1) % 10;
-            self.buckets[self.head] = (0, 0);
-        }
-        if steps > 0 {
-            self.head_start = if steps == 10 {
-                now
-            } else {
-                self.head_start + self.bucket * steps as u32
-            };
-        }
-    }
-
-    fn record(&mut self, failure: bool, now: Instant) {
-        self.advance(now);
-        let b = &mut self.buckets[self.head];
-        if failure {
-            b.1 += 1;
-        } else {
-            b.0 += 1;
-        }
-    }
-
-    /// (requests, failures) over the window.
-    fn totals(&mut self, now: Instant) -> (u32, u32) {
-        self.advance(now);
-        self.buckets
-            .iter()
-            .fold((0, 0), |(r, f), (s, fl)| (r + s + fl, f + fl))
-    }
-
-    fn clear(&mut self, now: Instant) {
-        self.buckets = [(0, 0); 10];
-        self.head_start = now;
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -241,13 +183,14 @@ impl Breaker {
             (_, Outcome::Ignored) => None,
             (State::Closed, Outcome::Success) => {
                 self.consecutive_failures = 0;
-                self.window.record(false, now);
+                self.window.add(now, [1, 0]);
                 None
             }
             (State::Closed, Outcome::Failure) => {
                 self.consecutive_failures += 1;
-                self.window.record(true, now);
-                let (requests, failures) = self.window.totals(now);
+                self.window.add(now, [0, 1]);
+                let [successes, failures] = self.window.totals(now);
+                let requests = successes + failures;
                 let reason =
                     if self.cfg.threshold > 0 && self.consecutive_failures >= self.cfg.threshold {
                         Some(format!(
@@ -255,8 +198,8 @@ impl Breaker {
                             self.consecutive_failures
                         ))
                     } else if self.cfg.failure_rate > 0.0
-                        && requests >= self.cfg.min_requests.max(1)
-                        && f64::from(failures) >= self.cfg.failure_rate * f64::from(requests)
+                        && requests >= u64::from(self.cfg.min_requests.max(1))
+                        && failures as f64 >= self.cfg.failure_rate * requests as f64
                     {
                         Some(format!(
                             "{failures} of {requests} requests failed within {:?}",

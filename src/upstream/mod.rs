@@ -13,6 +13,7 @@ pub mod health;
 pub mod outlier;
 pub mod protect;
 pub mod retry;
+pub mod window;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tower::Layer;
 
 use super::client::PooledBody;
+use super::window::Window;
 use super::{Exchange, Trace, UpstreamError};
 use crate::body::{BodyError, RequestBody};
 use crate::clock;
@@ -100,75 +101,39 @@ pub fn backoff(base: Duration, retry: u32) -> Duration {
 pub struct Budget {
     ratio: f64,
     min_per_second: u32,
-    slots: Mutex<Slots>,
+    /// (requests, retries) over the last `BUDGET_WINDOW`.
+    window: Mutex<Window>,
 }
 
 const BUDGET_WINDOW: Duration = Duration::from_secs(10);
-const BUDGET_SLOTS: usize = 10;
-
-#[derive(Debug)]
-struct Slots {
-    /// (requests, retries) per second of the window.
-    counts: [(u64, u64); BUDGET_SLOTS],
-    head: usize,
-    head_start: Instant,
-}
-
-impl Slots {
-    fn advance(&mut self, now: Instant) {
-        let slot = BUDGET_WINDOW / BUDGET_SLOTS as u32;
-        let steps = (now.saturating_duration_since(self.head_start).as_nanos() / slot.as_nanos())
-            .min(BUDGET_SLOTS as u128) as usize;
-        for _ in 0..steps {
-            self.head = (self.head + 1) % BUDGET_SLOTS;
-            self.counts[self.head] = (0, 0);
-        }
-        if steps == BUDGET_SLOTS {
-            self.head_start = now;
-        } else if steps > 0 {
-            self.head_start += slot * steps as u32;
-        }
-    }
-}
 
 impl Budget {
     pub fn new(cfg: &RetryConfig, now: Instant) -> Self {
         Self {
             ratio: cfg.retry_budget,
             min_per_second: cfg.min_retries_per_second,
-            slots: Mutex::new(Slots {
-                counts: [(0, 0); BUDGET_SLOTS],
-                head: 0,
-                head_start: now,
-            }),
+            window: Mutex::new(Window::new(BUDGET_WINDOW, now)),
         }
     }
 
     /// Counts a request (its first attempt).
     pub fn deposit(&self, now: Instant) {
-        if let Ok(mut s) = self.slots.lock() {
-            s.advance(now);
-            let head = s.head;
-            s.counts[head].0 += 1;
+        if let Ok(mut w) = self.window.lock() {
+            w.add(now, [1, 0]);
         }
     }
 
     /// Takes one retry from the budget; false when it is spent.
     pub fn withdraw(&self, now: Instant) -> bool {
-        let Ok(mut s) = self.slots.lock() else {
+        let Ok(mut w) = self.window.lock() else {
             return false;
         };
-        s.advance(now);
-        let (requests, retries) = s
-            .counts
-            .iter()
-            .fold((0u64, 0u64), |(r, t), c| (r + c.0, t + c.1));
+        let [requests, retries] = w.totals(now);
         let floor = f64::from(self.min_per_second) * BUDGET_WINDOW.as_secs_f64();
         if (retries + 1) as f64 > self.ratio * requests as f64 + floor {
             return false;
         }
-        let head = s.head;
-        s.counts[head].1 += 1;
+        w.add(now, [0, 1]);
         true
     }
 }
