@@ -8,7 +8,8 @@
 //! - [`framing`]: where a body ends and whether a connection stays open;
 //! - [`chunked`]: the chunked coding, both ways;
 //! - [`fields`]: the field grammar and where fields lie in a head;
-//! - [`raw`]: an upstream's response fields as they arrived (the proxy's fast path).
+//! - [`raw`]: an upstream's response fields as they arrived (the proxy's fast path);
+//! - [`view`]: the one way to read and edit a response's fields, raw or in the map.
 //!
 //! Why our own wire code and not hyper's: the listener and the client are ours for the
 //! reasons their module docs measure (`server::http1`, `upstream::client`); hyper keeps
@@ -21,6 +22,7 @@ pub mod host;
 pub mod raw;
 pub mod request;
 pub mod response;
+pub mod view;
 
 use bytes::BytesMut;
 
@@ -36,6 +38,7 @@ pub use self::request::{
     BodyFraming, RequestError, RequestHead, encode_request_head, parse_request_head,
 };
 pub use self::response::{Framing, Head, Parsed, encode_response_head, parse_response_head};
+pub use self::view::{HeaderView, HeaderViewMut};
 
 /// Largest response head we read: the same as the default `max_header_size` for requests.
 pub const MAX_HEAD: usize = 64 * 1024;

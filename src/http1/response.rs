@@ -20,6 +20,7 @@ use super::framing::{
     put_content_length, transfer_codings,
 };
 use super::raw::{Field, Fields, RawHeaders};
+use super::view::HeaderView;
 use super::{MAX_HEAD, MAX_HEADERS, ProtocolError};
 
 /// How the body of a response is delimited (RFC 9112 section 6.3).
@@ -254,13 +255,8 @@ pub fn encode_response_head(
     let keep_length = framing == ResponseFraming::Bodiless && !never_has_length(status);
     let mut has_date = false;
     let mut has_length = false;
-    // An upstream's fields come as it sent them (`RawHeaders`); ours are in the map.
-    let raw = parts.extensions.get::<RawHeaders>();
-    let map = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
-    for (name, value) in map.chain(raw.into_iter().flat_map(RawHeaders::iter)) {
+    let fields = HeaderView::of(parts);
+    for (name, value) in fields.iter() {
         if name.eq_ignore_ascii_case(b"connection")
             || name.eq_ignore_ascii_case(b"transfer-encoding")
         {
@@ -286,7 +282,7 @@ pub fn encode_response_head(
     // A HEAD answer keeps the length the upstream announced.
     if keep_length
         && !has_length
-        && let Some(n) = raw.and_then(RawHeaders::content_length)
+        && let Some(n) = fields.announced_length()
     {
         put_content_length(out, n);
     }

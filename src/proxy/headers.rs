@@ -7,7 +7,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::http1::RawHeaders;
+use crate::http1::HeaderViewMut;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -119,11 +119,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// [`strip_hop_by_hop`] for an upstream's fields as received.
-pub fn strip_hop_by_hop_raw(raw: &mut RawHeaders) {
+/// [`strip_hop_by_hop`] for a response, wherever its fields are (see [`HeaderViewMut`]).
+pub fn strip_hop_by_hop_response(fields: &mut HeaderViewMut<'_>) {
     let mut any = false;
     let mut connection = false;
-    for (name, _) in raw.iter() {
+    for (name, _) in fields.view().iter() {
         if let Some(i) = hop_by_hop_index(name) {
             any = true;
             connection |= i == 0;
@@ -135,29 +135,22 @@ pub fn strip_hop_by_hop_raw(raw: &mut RawHeaders) {
     // Rare (our client already drops a `Connection` that only says keep-alive or close), so
     // the named tokens are copied out rather than borrowed across the removal.
     let named: Vec<Vec<u8>> = if connection {
-        connection_named(raw.values("connection"))
+        connection_named(fields.view().values(&CONNECTION))
             .map(<[u8]>::to_vec)
             .collect()
     } else {
         Vec::new()
     };
-    raw.retain(|name, _| {
+    fields.retain(|name, _| {
         hop_by_hop_index(name).is_none() && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
     });
 }
 
-/// Gives a response the request id unless it carries one already (an upstream's own is kept):
-/// beside an upstream's fields as received, or in the map of one of ours.
-pub fn answer_request_id<B>(resp: &mut http::Response<B>, id: HeaderValue) {
-    if resp.headers().contains_key(X_REQUEST_ID) {
-        return;
-    }
-    match resp.extensions_mut().get_mut::<RawHeaders>() {
-        Some(raw) if raw.contains(X_REQUEST_ID.as_str()) => {}
-        Some(raw) => raw.add(X_REQUEST_ID, id),
-        None => {
-            resp.headers_mut().insert(X_REQUEST_ID, id);
-        }
+/// Gives a response the request id unless it carries one already (an upstream's own is kept).
+pub fn answer_request_id(parts: &mut http::response::Parts, id: HeaderValue) {
+    let mut fields = HeaderViewMut::of(parts);
+    if !fields.view().contains(&X_REQUEST_ID) {
+        fields.append(X_REQUEST_ID, id);
     }
 }
 
@@ -322,6 +315,7 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::{HeaderView, RawHeaders};
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -378,6 +372,31 @@ mod tests {
         strip_hop_by_hop_raw(&mut raw);
         assert_eq!(raw.values("x-request-id").collect::<Vec<_>>(), [b"up"]);
         assert!(!raw.contains("x-hop"));
+    }
+
+    /// The response-side strip, on an upstream's fields alone.
+    fn strip_hop_by_hop_raw(raw: &mut RawHeaders) {
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.extensions.insert(std::mem::take(raw));
+        strip_hop_by_hop_response(&mut HeaderViewMut::of(&mut parts));
+        *raw = parts.extensions.remove::<RawHeaders>().unwrap();
+    }
+
+    #[test]
+    fn a_response_is_stripped_in_the_map_and_the_raw_fields_alike() {
+        // A Connection field in the map names a field among the upstream's, and the other
+        // way round: the view reads both, so both go.
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.extensions.insert(RawHeaders::from_head(
+            "HTTP/1.1 200 OK\r\nConnection: x-ours\r\nX-Theirs: 1\r\nX-Kept: 2\r\n\r\n",
+        ));
+        parts.headers = map(&[("connection", "x-theirs"), ("x-ours", "3"), ("x-mine", "4")]);
+        strip_hop_by_hop_response(&mut HeaderViewMut::of(&mut parts));
+        let left: Vec<_> = HeaderView::of(&parts)
+            .iter()
+            .map(|(n, _)| String::from_utf8_lossy(n).to_ascii_lowercase())
+            .collect();
+        assert_eq!(left, ["x-mine", "x-kept"]);
     }
 
     #[test]
@@ -438,7 +457,9 @@ mod tests {
             if let Some(raw) = raw {
                 resp.extensions_mut().insert(RawHeaders::from_head(raw));
             }
-            answer_request_id(&mut resp, HeaderValue::from_static("gw-1"));
+            let (mut parts, ()) = resp.into_parts();
+            answer_request_id(&mut parts, HeaderValue::from_static("gw-1"));
+            let resp = http::Response::from_parts(parts, ());
             let mut ids: Vec<String> = resp
                 .headers()
                 .get_all(X_REQUEST_ID)

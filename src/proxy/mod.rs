@@ -17,7 +17,7 @@ use crate::body::ClientBody;
 use crate::body::{BodyError, RequestBody, ResponseBody};
 use crate::config::Config;
 use crate::error::ErrorChain;
-use crate::http1::RawHeaders;
+use crate::http1::HeaderViewMut;
 use crate::routing::{RouteTable, normalize_path};
 use crate::shard::PerWorker;
 use crate::telemetry::access::RequestRecord;
@@ -109,11 +109,12 @@ impl Gateway {
             self.access_log
                 .then(|| (head.uri.path(), request_id.clone())),
         );
-        let mut resp = match self.forward(head, body, peer, &mut record).await {
-            Ok(mut resp) => {
-                headers::answer_request_id(&mut resp, request_id);
+        let resp = match self.forward(head, body, peer, &mut record).await {
+            Ok(resp) => {
+                let (mut head, body) = resp.into_parts();
+                headers::answer_request_id(&mut head, request_id);
                 // The upstream body is boxed once, inside the record (not before it too).
-                return record.attach(resp);
+                return record.attach(Response::from_parts(head, body));
             }
             Err(err) => {
                 let status = err.status();
@@ -130,8 +131,9 @@ impl Gateway {
                 err.into_response()
             }
         };
-        headers::answer_request_id(&mut resp, request_id);
-        record.attach(resp)
+        let (mut head, body) = resp.into_parts();
+        headers::answer_request_id(&mut head, request_id);
+        record.attach(Response::from_parts(head, body))
     }
 
     async fn forward(
@@ -206,10 +208,7 @@ impl Gateway {
                 if h2 && let Some(deadline) = deadline {
                     head.extensions.insert(deadline);
                 }
-                headers::strip_hop_by_hop(&mut head.headers);
-                if let Some(raw) = head.extensions.get_mut::<RawHeaders>() {
-                    headers::strip_hop_by_hop_raw(raw);
-                }
+                headers::strip_hop_by_hop_response(&mut HeaderViewMut::of(&mut head));
                 // The upstream's HTTP version describes its connection to us, not ours to the
                 // client (an HTTP/1.0 backend must not downgrade a keep-alive client).
                 head.version = Version::HTTP_11;

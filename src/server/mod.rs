@@ -46,7 +46,7 @@ use crate::clock;
 use crate::clock::Deadline;
 use crate::config::ServerConfig;
 use crate::error::ErrorChain;
-use crate::http1::RawHeaders;
+use crate::http1::HeaderViewMut;
 
 /// Something that answers requests on a listener.
 pub trait Handler: Send + Sync + 'static {
@@ -359,11 +359,11 @@ where
                     }
                     stream = Some(guard);
                 }
-                let mut resp = conn.handler.handle(req, conn.peer).await;
+                let resp = conn.handler.handle(req, conn.peer).await;
                 // hyper writes only what is in the map.
-                if let Some(raw) = resp.extensions_mut().remove::<RawHeaders>() {
-                    raw.append_to(resp.headers_mut());
-                }
+                let (mut parts, body) = resp.into_parts();
+                HeaderViewMut::of(&mut parts).materialize();
+                let mut resp = Response::from_parts(parts, body);
                 if http1 && conn.lifecycle.is_draining() {
                     // hyper closes the connection after a response that says so.
                     resp.headers_mut()

@@ -329,7 +329,7 @@ async fn respond(
     mut close: bool,
 ) -> bool {
     let (parts, mut body) = resp.into_parts();
-    close |= http1::asks_to_close(&parts.headers);
+    close |= http1::asks_to_close(http1::HeaderView::of(&parts));
     let framing = ResponseFraming::of(method, parts.status, body.size_hint().exact(), http10);
     close |= framing == ResponseFraming::Close;
     let persistence = match (close, http10) {
