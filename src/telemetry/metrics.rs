@@ -11,14 +11,18 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http::Method;
-use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics::{Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
+use super::process::process_metrics;
 use super::request_series::{RequestSeries, escape_label};
+use super::upstream_metrics::{ATTEMPT_OUTCOMES, CIRCUIT_STATES, TRANSITIONS};
+pub use super::upstream_metrics::{
+    AttemptOutcome, CircuitSample, EndpointCounts, UpstreamMetrics, UpstreamSample,
+};
 use crate::shard::Sharded;
 
 /// The families rendered from per-worker cells (see `request_series`), not by the exporter.
@@ -51,20 +55,6 @@ fn method_index(m: &Method) -> usize {
 fn class_index(status: u16) -> usize {
     usize::from(status / 100).clamp(1, 5) - 1
 }
-
-/// How one attempt at a task ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    Success,
-    /// A status the breaker counts as failure (5xx by default).
-    HttpError,
-    ConnectError,
-    /// Reset or closed mid-exchange.
-    Error,
-    Timeout,
-}
-
-const ATTEMPT_OUTCOMES: [&str; 5] = ["success", "http_error", "connect_error", "error", "timeout"];
 
 /// The label set of one route (and the pseudo-route for unrouted requests).
 #[derive(Debug, Clone)]
@@ -289,117 +279,6 @@ impl Metrics {
     }
 }
 
-/// The series of one upstream, held by the layers that record them.
-#[derive(Debug)]
-pub struct UpstreamMetrics {
-    /// Set from `attempt_cells` at each scrape.
-    attempts: [Counter; 5],
-    /// Per worker, like the request series: every request makes an attempt.
-    attempt_cells: Sharded<[AtomicU64; 5]>,
-    retries: Counter,
-    budget_exhausted: Counter,
-    transitions: [Counter; 4],
-    rejected: Counter,
-    circuit_state: [Gauge; 3],
-    endpoints: [Gauge; 3],
-    probes: [Counter; 2],
-    dns: [Counter; 2],
-}
-
-/// A circuit's states as its series label them (the breaker's own names for them).
-const CIRCUIT_STATES: [&str; 3] = ["closed", "open", "half_open"];
-
-/// The transitions a breaker makes, each a series of its own.
-const TRANSITIONS: [(&str, &str); 4] = [
-    ("closed", "open"),
-    ("open", "half_open"),
-    ("half_open", "open"),
-    ("half_open", "closed"),
-];
-
-/// One upstream's state at scrape time: what is read, not counted.
-#[derive(Debug)]
-pub struct UpstreamSample<'a> {
-    pub name: &'a str,
-    pub metrics: &'a UpstreamMetrics,
-    pub endpoints: EndpointCounts,
-    /// `None` when the upstream has no breaker.
-    pub circuit: Option<CircuitSample>,
-}
-
-/// An upstream's tasks by state, each counted once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EndpointCounts {
-    pub healthy: usize,
-    pub unhealthy: usize,
-    pub ejected: usize,
-}
-
-impl EndpointCounts {
-    fn as_array(self) -> [usize; 3] {
-        [self.healthy, self.unhealthy, self.ejected]
-    }
-}
-
-/// A breaker's state at scrape time.
-#[derive(Debug, Clone, Copy)]
-pub struct CircuitSample {
-    /// One of `closed`, `open`, `half_open`.
-    pub state: &'static str,
-    /// Requests it has refused so far.
-    pub rejected: u64,
-    /// Time it has spent open or half-open so far.
-    pub time_open: Duration,
-}
-
-impl UpstreamMetrics {
-    pub fn attempt(&self, outcome: AttemptOutcome) {
-        let i = match outcome {
-            AttemptOutcome::Success => 0,
-            AttemptOutcome::HttpError => 1,
-            AttemptOutcome::ConnectError => 2,
-            AttemptOutcome::Error => 3,
-            AttemptOutcome::Timeout => 4,
-        };
-        self.attempt_cells.own()[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Brings the exporter's attempt counters up to the workers' counts (before a scrape).
-    fn sync(&self) {
-        for (i, counter) in self.attempts.iter().enumerate() {
-            let total = self
-                .attempt_cells
-                .iter()
-                .map(|c| c[i].load(Ordering::Relaxed))
-                .sum();
-            counter.absolute(total);
-        }
-    }
-
-    pub fn retry(&self) {
-        self.retries.increment(1);
-    }
-
-    pub fn budget_exhausted(&self) {
-        self.budget_exhausted.increment(1);
-    }
-
-    /// A breaker moved from one state to another (named as in [`CircuitSample::state`]).
-    pub fn transition(&self, from: &str, to: &str) {
-        if let Some(i) = TRANSITIONS.iter().position(|t| *t == (from, to)) {
-            self.transitions[i].increment(1);
-        }
-    }
-
-    pub fn probe(&self, ok: bool) {
-        self.probes[usize::from(!ok)].increment(1);
-    }
-
-    pub fn resolution(&self, ok: bool) {
-        self.dns[usize::from(!ok)].increment(1);
-    }
-}
-
 /// Standalone series for code that runs without a gateway (tests, benches).
 pub fn detached_upstream_metrics(name: &str) -> Arc<UpstreamMetrics> {
     Metrics::new(Vec::new()).upstream(name)
@@ -481,62 +360,6 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "DNS resolutions of an upstream's host, by result.",
     ),
 ];
-
-/// CPU, memory and file descriptors of this process from /proc, in the standard `process_*`
-/// names (what the CPU < 70 % and memory < 80 % targets are written against).
-fn process_metrics(out: &mut String, started: SystemTime) {
-    // Linux reports CPU times in clock ticks; USER_HZ is 100 on every platform Swarm runs on.
-    const TICKS_PER_SECOND: f64 = 100.0;
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
-        && let Some((_, rest)) = stat.rsplit_once(") ")
-    {
-        // Fields after the command name, from field 3 (state): utime is 14, stime 15.
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i - 3)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let cpu = (ticks(14) + ticks(15)) / TICKS_PER_SECOND;
-        let _ = writeln!(
-            out,
-            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
-             # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
-        );
-    }
-    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
-        && let Some(pages) = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse::<u64>().ok())
-    {
-        // The kernel's page size is 4 KiB on x86_64 and arm64 as Debian builds them.
-        let rss = pages * 4096;
-        let _ = writeln!(
-            out,
-            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
-             # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
-        );
-    }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        let _ = writeln!(
-            out,
-            "# HELP process_open_fds Number of open file descriptors.\n\
-             # TYPE process_open_fds gauge\nprocess_open_fds {}",
-            fds.count()
-        );
-    }
-    let start = started
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    let _ = writeln!(
-        out,
-        "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.\n\
-         # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start}"
-    );
-}
 
 #[cfg(test)]
 mod tests {

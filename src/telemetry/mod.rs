@@ -2,7 +2,9 @@
 
 pub mod access;
 pub mod metrics;
+mod process;
 mod request_series;
+mod upstream_metrics;
 
 use tracing_subscriber::EnvFilter;
 
