@@ -4,7 +4,7 @@
 //! body upstream, a response to the client). Ours, never the peer's: the body is re-framed
 //! from what is actually sent, so the two can never disagree.
 
-use http::header::{CONNECTION, CONTENT_LENGTH};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::fields::trim_ows;
@@ -179,14 +179,13 @@ pub enum Persistence {
 /// Whether a response's own headers ask for the connection to close (the proxy's 413 does:
 /// the unread body is still on the wire), wherever its fields are.
 pub fn asks_to_close(fields: HeaderView<'_>) -> bool {
-    fields
-        .values(&CONNECTION)
-        .any(|v| ConnectionOptions::of(v).close)
+    fields.connection().any(|v| ConnectionOptions::of(v).close)
 }
 
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;
+    use http::header::CONNECTION;
 
     use super::*;
 

@@ -124,8 +124,12 @@ pub fn parse_response_head(
     } else {
         Version::HTTP_11
     };
-    head.extensions
-        .insert(RawHeaders::new(raw, fields, content_length));
+    head.extensions.insert(RawHeaders::new(
+        raw,
+        fields,
+        content_length,
+        framing_headers.connection_kept,
+    ));
     if let Some(reason) = reason {
         head.extensions.insert(reason);
     }
@@ -146,6 +150,8 @@ struct FramingHeaders {
     length: Option<Result<u64, ProtocolError>>,
     /// `Connection` lists `close`.
     close: bool,
+    /// A `Connection` field is kept (it names other fields).
+    connection_kept: bool,
 }
 
 impl FramingHeaders {
@@ -173,6 +179,7 @@ impl FramingHeaders {
         } else if name.eq_ignore_ascii_case(b"connection") {
             let options = ConnectionOptions::of(value);
             self.close |= options.close;
+            self.connection_kept |= options.others;
             return options.others;
         }
         true
@@ -256,15 +263,15 @@ pub fn encode_response_head(
     let mut has_date = false;
     let mut has_length = false;
     let fields = HeaderView::of(parts);
-    for (name, value) in fields.iter() {
+    fields.for_each(|name, value| {
         if name.eq_ignore_ascii_case(b"connection")
             || name.eq_ignore_ascii_case(b"transfer-encoding")
         {
-            continue;
+            return;
         }
         if name.eq_ignore_ascii_case(b"content-length") {
             if !keep_length {
-                continue;
+                return;
             }
             has_length = true;
         }
@@ -273,7 +280,7 @@ pub fn encode_response_head(
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
-    }
+    });
     if !has_date {
         out.extend_from_slice(b"date: ");
         with_date(|d| out.extend_from_slice(d));

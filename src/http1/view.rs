@@ -12,6 +12,7 @@
 //! gateway's instructions per request (see [`RawHeaders`]); measured again when this view was
 //! introduced, see BENCHMARKS.md.
 
+use http::header::CONNECTION;
 use http::response::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -40,6 +41,30 @@ impl<'a> HeaderView<'a> {
             .iter()
             .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
         map.chain(self.raw.into_iter().flat_map(RawHeaders::iter))
+    }
+
+    /// Calls `f` with every field, in [`HeaderView::iter`]'s order. Why beside `iter`: the
+    /// listener writes every response's fields, and two plain loops cost less than stepping
+    /// a chained iterator (callgrind: ~300 instructions a response less).
+    #[inline]
+    pub fn for_each(&self, mut f: impl FnMut(&'a [u8], &'a [u8])) {
+        for (name, value) in self.map {
+            f(name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(raw) = self.raw {
+            raw.for_each(f);
+        }
+    }
+
+    /// The values of the `Connection` fields. Why a method of its own: asked of every
+    /// response the listener writes, and the raw fields answer it without a scan.
+    pub fn connection(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let map = self
+            .map
+            .get_all(CONNECTION)
+            .into_iter()
+            .map(HeaderValue::as_bytes);
+        map.chain(self.raw.into_iter().flat_map(RawHeaders::connection))
     }
 
     /// The values of every field named `name`, in order.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
+use http::response;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 
@@ -110,8 +111,7 @@ impl Gateway {
                 .then(|| (head.uri.path(), request_id.clone())),
         );
         let resp = match self.forward(head, body, peer, &mut record).await {
-            Ok(resp) => {
-                let (mut head, body) = resp.into_parts();
+            Ok((mut head, body)) => {
                 headers::answer_request_id(&mut head, request_id);
                 // The upstream body is boxed once, inside the record (not before it too).
                 return record.attach(Response::from_parts(head, body));
@@ -142,7 +142,7 @@ impl Gateway {
         body: ClientBody,
         peer: SocketAddr,
         record: &mut RequestRecord,
-    ) -> Result<Response<UpstreamBody>, ProxyError> {
+    ) -> Result<(response::Parts, UpstreamBody), ProxyError> {
         // Conflicting framing (Content-Length with Transfer-Encoding) never gets here: the
         // listener refuses it (400, `http1::request`; h2 has no such framing), and we
         // re-frame the body upstream ourselves, so a smuggled second request is never parsed
@@ -212,7 +212,7 @@ impl Gateway {
                 // The upstream's HTTP version describes its connection to us, not ours to the
                 // client (an HTTP/1.0 backend must not downgrade a keep-alive client).
                 head.version = Version::HTTP_11;
-                Ok(Response::from_parts(head, body))
+                Ok((head, body))
             }
             Err(source) => Err(match source {
                 UpstreamError::Body(BodyError::TooLarge { limit }) => {

@@ -34,6 +34,7 @@ impl Window {
     }
 
     /// Moves the head to the bucket `now` falls in, emptying the ones it passes.
+    #[inline]
     fn advance(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.head_start);
         let steps = (elapsed.as_nanos() / self.bucket.as_nanos()).min(BUCKETS as u128) as usize;
@@ -50,6 +51,7 @@ impl Window {
     }
 
     /// Adds `counts` (first, second) at `now`.
+    #[inline]
     pub fn add(&mut self, now: Instant, counts: [u64; 2]) {
         self.advance(now);
         let b = &mut self.buckets[self.head];
