@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::client::PooledBody;
 use super::client::{Client, ClientError};
-use super::controller::Shared;
 use super::endpoint::{Endpoint, InFlight};
+use super::shared::Shared;
 use super::{Deadline, Exchange, Trace, UpstreamError};
 use crate::body::{BodyError, RequestBody};
 use crate::clock;

@@ -13,6 +13,7 @@ pub mod health;
 pub mod outlier;
 pub mod protect;
 pub mod retry;
+pub mod shared;
 pub mod window;
 
 use std::future::Future;
@@ -25,11 +26,12 @@ use tokio::sync::watch;
 use tokio_util::sync::DropGuard;
 
 use self::balance::Balance;
-use self::controller::{Controller, Settings, Shared};
+use self::controller::{Controller, Settings};
 use self::discovery::DnsResolve;
 use self::health::HttpProbe;
 use self::protect::{BreakerHandle, Protect, ProtectLayer, UpstreamBody};
 use self::retry::{Budget, Policy, Retry, RetryLayer};
+use self::shared::Shared;
 use crate::body::RequestBody;
 pub use crate::clock::Deadline;
 use crate::config::{DiscoveryConfig, HealthConfig, UpstreamConfig, parse_endpoint};

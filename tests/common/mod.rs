@@ -165,7 +165,7 @@ impl Gateway {
         }
     }
 
-    fn snapshot(&self, upstream: &str) -> Arc<stratix_gateway::upstream::controller::Snapshot> {
+    fn snapshot(&self, upstream: &str) -> Arc<stratix_gateway::upstream::shared::Snapshot> {
         let u = self
             .upstreams
             .iter()
