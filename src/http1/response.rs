@@ -112,7 +112,7 @@ pub fn parse_response_head(
     let framing = framing_headers.framing(&raw, &fields, status, request_method, http10)?;
     let keep_alive = !http10 && !framing_headers.close;
     // Kept for a HEAD answer only: a 204 or 304 must not carry one on to the client (see
-    // `ResponseFraming::Bodiless` in the listener's codec).
+    // `ResponseFraming::Bodiless` in `framing`).
     let content_length = framing_headers
         .length
         .and_then(Result::ok)
