@@ -6,10 +6,8 @@
 use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use libfuzzer_sys::fuzz_target;
-use stratix_gateway::http1::{
-    BodyFraming, RequestError, RequestHead, parse_request_head,
-};
 use stratix_gateway::http1::MAX_HEADERS;
+use stratix_gateway::http1::{BodyFraming, RequestError, RequestHead, parse_request_head};
 use stratix_gateway_fuzz::{
     line_ends, reference_codings, reference_content_lengths, reference_valid_host,
 };
