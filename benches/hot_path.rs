@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Request};
 use stratix_gateway::body::RequestBody;
-use stratix_gateway::config::{BreakerConfig, Config, RouteConfig};
+use stratix_gateway::config::{AuthMode, BreakerConfig, Config, RouteConfig};
 use stratix_gateway::proxy::headers;
 use stratix_gateway::routing::{RouteTable, normalize_path};
 use stratix_gateway::telemetry::metrics::{
@@ -34,9 +34,13 @@ fn routing(c: &mut Criterion) {
             prefix: p.to_string(),
             upstream: p.trim_matches('/').replace("api/", ""),
             rewrite_prefix: None,
+            auth: None,
         })
         .collect();
-    let table = RouteTable::new(&routes, |name| Some(usize::from(name == "workflows"))).unwrap();
+    let table = RouteTable::new(&routes, AuthMode::None, |name| {
+        Some(usize::from(name == "workflows"))
+    })
+    .unwrap();
     c.bench_function("route match (normalize + longest prefix)", |b| {
         b.iter(|| {
             let path = normalize_path(black_box(PATH)).unwrap();

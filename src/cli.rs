@@ -64,6 +64,10 @@ fn load(path: &std::path::Path) -> Option<Config> {
 fn check_config(path: &std::path::Path) -> ExitCode {
     match load(path) {
         Some(c) => {
+            // To stderr: stdout is the effective TOML, for whoever pipes it on.
+            for w in c.warnings() {
+                eprintln!("warning: {}: {}", w.key, w.message);
+            }
             print!("{}", c.to_toml());
             ExitCode::SUCCESS
         }
@@ -78,6 +82,9 @@ fn run(path: &std::path::Path) -> ExitCode {
     if let Err(e) = crate::telemetry::init_logging(&config.log) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
+    }
+    for w in config.warnings() {
+        tracing::warn!(key = %w.key, config = %path.display(), "{}", w.message);
     }
     // The main thread runs the control plane (accept, discovery, health checks, admin,
     // signals); requests are served on `workers` threads, one runtime each.

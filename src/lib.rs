@@ -7,7 +7,8 @@
 //!    [`error`] (the boxed error, error chains), [`shard`] (per-worker cells);
 //! 2. [`http1`] (the wire format both sides share, no I/O), [`body`] (the client's, the
 //!    upstream request's and the response bodies), [`reply`] (the gateway's own JSON answers);
-//! 3. [`routing`] (prefix to upstream), [`telemetry`] (access log, metrics);
+//! 3. [`routing`] (prefix to upstream), [`auth`] (tokens to identity headers), [`telemetry`]
+//!    (access log, metrics);
 //! 4. [`upstream`] (discovery, health, balancing, breaker, retry, the pooled client);
 //! 5. [`proxy`] (a request through a route to an upstream) and [`server`] (listeners,
 //!    connections, draining): siblings, neither imports the other;
@@ -23,6 +24,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod clock;

@@ -13,6 +13,7 @@ mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,9 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Absent: no request is authenticated (client-sent identity headers are still removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
     /// Where this configuration was loaded from (for status pages); not a key.
     #[serde(skip)]
     pub source: Option<String>,
@@ -334,6 +338,94 @@ pub struct RouteConfig {
     /// Replaces the matched prefix; absent: the path is forwarded unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_prefix: Option<String>,
+    /// Whether a request must carry a valid token; absent: `required` when `[auth]` exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A valid token, or 401; the task gets the identity headers.
+    Required,
+    /// No token is looked at; the task gets no identity (public endpoints, `/api/auth/` itself).
+    None,
+}
+
+/// `[auth]`: how tokens are verified (the old gateway's JWT and signed cookie).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The HMAC secret of the tokens and the cookie signature, written in the file. Exactly one
+    /// of `secret` and `secret_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// A file holding the secret (a Swarm secret under /run/secrets); trailing whitespace is
+    /// ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// The signed cookie that carries the token when no `Authorization: Bearer` does.
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// When set, a token's `iss` must equal it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` must equal it (or, as a list, contain it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+fn default_cookie_name() -> String {
+    "wps_jwt_token".to_owned()
+}
+
+impl AuthConfig {
+    /// The secret's bytes: the key's, or the file's without trailing whitespace.
+    pub fn load_secret(&self) -> Result<Secret, String> {
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Secret(text.trim_end().to_owned())
+            }
+            (Some(_), Some(_)) => {
+                return Err("set either secret or secret_file, not both".to_owned());
+            }
+            (None, None) => return Err("set secret_file (or secret)".to_owned()),
+        };
+        if secret.0.is_empty() {
+            return Err("the secret is empty".to_owned());
+        }
+        Ok(secret)
+    }
+}
+
+/// A secret that never shows: `Debug` and `check-config` print `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
 }
 
 #[cfg(test)]

@@ -167,6 +167,7 @@ impl Config {
         self.validate_discovery(&mut p);
         self.validate_upstreams(&mut p);
         self.validate_routes(&mut p);
+        self.validate_auth(&mut p);
         if p.0.is_empty() {
             Ok(())
         } else {
@@ -319,6 +320,75 @@ impl Config {
             validate_breaker(p, &key, u);
             validate_retry(p, &key, u);
         }
+    }
+
+    fn validate_auth(&self, p: &mut Problems) {
+        let Some(auth) = &self.auth else {
+            for (i, r) in self.routes.iter().enumerate() {
+                if r.auth == Some(super::AuthMode::Required) {
+                    p.push(
+                        format!("routes[{i}].auth"),
+                        "\"required\" needs an [auth] section (the secret tokens are checked with)",
+                    );
+                }
+            }
+            return;
+        };
+        if let Err(msg) = auth.load_secret() {
+            let key = if auth.secret.is_some() && auth.secret_file.is_none() {
+                "auth.secret"
+            } else {
+                "auth.secret_file"
+            };
+            p.push(key, msg);
+        }
+        // RFC 6265 cookie-name: a token (RFC 9110 tchar).
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if auth.cookie_name.is_empty() || !auth.cookie_name.bytes().all(tchar) {
+            p.push(
+                "auth.cookie_name",
+                format!("{:?} is not a valid cookie name", auth.cookie_name),
+            );
+        }
+    }
+
+    /// What is allowed but probably not meant: printed by `check-config`, logged at startup.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut w = Problems(Vec::new());
+        match &self.auth {
+            None => w.push(
+                "auth",
+                "absent: no request is authenticated and tasks get no identity headers \
+                 (client-sent X-User-* headers are still removed)",
+            ),
+            Some(auth) => {
+                if auth.secret.is_some() {
+                    w.push(
+                        "auth.secret",
+                        "written in the configuration; prefer secret_file (a Swarm secret), \
+                         which keeps it out of images, repositories and `docker inspect`",
+                    );
+                }
+                if let Ok(secret) = auth.load_secret()
+                    && secret.expose().len() < 32
+                {
+                    let key = if auth.secret.is_some() {
+                        "auth.secret"
+                    } else {
+                        "auth.secret_file"
+                    };
+                    w.push(
+                        key,
+                        format!(
+                            "{} bytes; an HMAC secret of at least 32 bytes is recommended \
+                             (the old gateway's keeps working)",
+                            secret.expose().len()
+                        ),
+                    );
+                }
+            }
+        }
+        w.0
     }
 
     fn validate_routes(&self, p: &mut Problems) {

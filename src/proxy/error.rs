@@ -3,6 +3,7 @@
 
 use http::{HeaderValue, Response, StatusCode};
 
+use crate::auth::AuthError;
 use crate::body::ResponseBody;
 use crate::reply::json_error;
 use crate::routing::PathError;
@@ -11,6 +12,8 @@ use crate::upstream::UpstreamError;
 /// Everything that makes the gateway answer instead of the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    #[error("request not authenticated: {0}")]
+    Unauthorized(#[source] AuthError),
     #[error("no route for {method} {path}")]
     NoRoute { method: http::Method, path: String },
     #[error("invalid request path: {0}")]
@@ -34,6 +37,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::BadPath(_) | Self::BadUri | Self::ClientBody => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -53,6 +57,8 @@ impl ProxyError {
     /// The client-facing message: says what happened without leaking internals.
     fn message(&self) -> String {
         match self {
+            // The old gateway's words, which clients match on.
+            Self::Unauthorized(e) => e.to_string(),
             Self::NoRoute { method, path } => format!("Route {method}:{path} not found"),
             Self::BadPath(e) => format!("Invalid request path: {e}"),
             Self::BadUri => "Invalid request target".to_owned(),

@@ -77,10 +77,31 @@ fn gateway_owned(name: &[u8]) -> bool {
         b"x-forwarded-host",
         b"x-request-timestamp",
     ];
-    OWNED.iter().any(|o| name.eq_ignore_ascii_case(o))
-        || name
-            .get(..7)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"x-user-"))
+    OWNED.iter().any(|o| name.eq_ignore_ascii_case(o)) || is_identity(name)
+}
+
+/// Whether a header is identity only the gateway may set: `X-User-*`, `X-Request-Timestamp`.
+fn is_identity(name: &[u8]) -> bool {
+    name.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"x-user-"))
+        || name.eq_ignore_ascii_case(b"x-request-timestamp")
+}
+
+/// Removes every identity header a client sent (the old gateway kept them: anyone could be
+/// anyone to a backend that trusted them).
+pub fn strip_client_identity(headers: &mut HeaderMap) {
+    // A pass over the names first: nearly every request carries none, and a removal hashes.
+    if !headers.keys().any(|n| is_identity(n.as_str().as_bytes())) {
+        return;
+    }
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_identity(n.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
 }
 
 /// Removes hop-by-hop headers, including every header that `Connection` names.

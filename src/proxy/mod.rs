@@ -14,9 +14,10 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 
 use self::error::ProxyError;
+use crate::auth::{self, AuthError, Authenticator};
 use crate::body::ClientBody;
 use crate::body::{BodyError, RequestBody, ResponseBody};
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::error::ErrorChain;
 use crate::http1::HeaderViewMut;
 use crate::routing::{RouteTable, normalize_path};
@@ -30,6 +31,8 @@ use crate::upstream::{BuildError, Trace, Upstream, UpstreamError};
 #[derive(Debug)]
 pub struct Gateway {
     routes: RouteTable,
+    /// `None` without `[auth]`: no route requires a token then.
+    auth: Option<Authenticator>,
     upstreams: Vec<Upstream>,
     max_body: u64,
     trust_forwarded: bool,
@@ -55,7 +58,21 @@ impl Gateway {
             .iter()
             .map(|(name, cfg)| Upstream::new(name, cfg, &config.discovery, metrics.upstream(name)))
             .collect::<Result<Vec<_>, _>>()?;
-        let routes = RouteTable::new(&config.routes, |name| {
+        let auth = config
+            .auth
+            .as_ref()
+            .map(Authenticator::new)
+            .transpose()
+            .map_err(|message| BuildError {
+                name: "auth".to_owned(),
+                message,
+            })?;
+        let default_auth = if auth.is_some() {
+            AuthMode::Required
+        } else {
+            AuthMode::None
+        };
+        let routes = RouteTable::new(&config.routes, default_auth, |name| {
             upstreams.iter().position(|u| &**u.name() == name)
         })
         .map_err(|message| BuildError {
@@ -64,6 +81,7 @@ impl Gateway {
         })?;
         Ok(Self {
             routes,
+            auth,
             upstreams,
             max_body: config.server.max_body,
             trust_forwarded: config.server.trust_forwarded,
@@ -157,6 +175,21 @@ impl Gateway {
                 path: path.clone().into_owned(),
             })?;
         record.routed(route.index, &route.name, upstream.name());
+        // Identity is the gateway's to tell: what a client sent under these names is gone on
+        // every route, public ones too, before anything is added.
+        headers::strip_client_identity(&mut head.headers);
+        if route.auth == AuthMode::Required {
+            // Validation refuses a required route without [auth]; refused here too if not.
+            let identity = self
+                .auth
+                .as_ref()
+                .ok_or(ProxyError::Unauthorized(AuthError::Missing))?
+                .authenticate(&head.headers, crate::clock::now())
+                .map_err(ProxyError::Unauthorized)?;
+            identity.apply(&mut head.headers);
+            head.headers
+                .insert(auth::X_REQUEST_TIMESTAMP, auth::request_timestamp());
+        }
         if content_length(&head.headers).is_some_and(|len| len > self.max_body) {
             return Err(ProxyError::PayloadTooLarge {
                 limit: self.max_body,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 pub use crate::path::{PathError, normalize_path, normalize_prefix};
 
-use crate::config::RouteConfig;
+use crate::config::{AuthMode, RouteConfig};
 
 /// One configured route, resolved against the upstream list.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct Route {
     pub upstream: usize,
     /// Position in the configuration (the table itself is sorted by prefix length).
     pub index: usize,
+    /// Whether a request must carry a valid token.
+    pub auth: AuthMode,
 }
 
 impl Route {
@@ -54,8 +56,10 @@ impl RouteTable {
     /// Builds the table; `upstream_index` maps an upstream name to its index. Config validation
     /// guarantees prefixes are well-formed and upstreams exist, so failures here are reported
     /// rather than trusted away.
+    /// `default_auth` is what a route without its own `auth` key gets.
     pub fn new(
         routes: &[RouteConfig],
+        default_auth: AuthMode,
         upstream_index: impl Fn(&str) -> Option<usize>,
     ) -> Result<Self, String> {
         let mut out = Vec::with_capacity(routes.len());
@@ -74,6 +78,7 @@ impl RouteTable {
                 rewrite,
                 upstream,
                 index,
+                auth: r.auth.unwrap_or(default_auth),
             });
         }
         out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -101,9 +106,10 @@ mod tests {
                 prefix: p.to_string(),
                 upstream: u.to_string(),
                 rewrite_prefix: rw.map(str::to_owned),
+                auth: None,
             })
             .collect();
-        RouteTable::new(&cfg, |name| match name {
+        RouteTable::new(&cfg, AuthMode::None, |name| match name {
             "icalink" => Some(0),
             "icasync" => Some(1),
             "root" => Some(2),

@@ -1,0 +1,189 @@
+//! Identity: who a request is from, as the old gateway told its backends.
+//!
+//! A token comes from `Authorization: Bearer` or the signed cookie ([`token`]), is verified as
+//! the old gateway's `jsonwebtoken` did ([`jwt`]), and becomes the `X-User-*` headers
+//! ([`identity`]). Verified tokens are remembered per worker ([`cache`]), so a client's
+//! repeated requests cost a hash lookup. Plain code over a header map and a time: no I/O, no
+//! HTTP exchange, tested against the old gateway's own answers
+//! (`../shared/compat/identity-vectors.json`, `tests/identity.rs`).
+
+mod cache;
+pub mod identity;
+pub mod jwt;
+pub mod token;
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+
+use self::cache::TokenCache;
+pub use self::identity::X_REQUEST_TIMESTAMP;
+use self::jwt::{Refused, Verifier};
+use self::token::Found;
+use crate::config::{AuthConfig, Secret};
+use crate::shard::Sharded;
+
+/// Per worker: a client's requests arrive on one connection, served by one worker.
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_BYTES: usize = 4 << 20;
+
+/// Why a request is refused with 401; the messages are the old gateway's, word for word.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("Authentication token required")]
+    Missing,
+    #[error("Token has expired")]
+    Expired,
+    #[error("Malformed token")]
+    Malformed,
+}
+
+/// The identity headers of one verified token, shared by every request that carries it.
+#[derive(Debug)]
+pub struct Identity {
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Identity {
+    pub fn new(headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        Self { headers }
+    }
+
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
+    /// Adds the headers to a request (after the client's own were removed).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// What it holds, for the cache's byte bound.
+    fn size(&self) -> usize {
+        self.headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 64)
+            .sum()
+    }
+}
+
+/// Verifies requests' tokens with one `[auth]` configuration.
+#[derive(Debug)]
+pub struct Authenticator {
+    secret: Secret,
+    cookie_name: String,
+    verifier: Verifier,
+    caches: Sharded<Mutex<TokenCache>>,
+}
+
+impl Authenticator {
+    pub fn new(cfg: &AuthConfig) -> Result<Self, String> {
+        let secret = cfg.load_secret()?;
+        Ok(Self {
+            verifier: Verifier::new(secret.expose(), cfg.issuer.clone(), cfg.audience.clone()),
+            secret,
+            cookie_name: cfg.cookie_name.clone(),
+            caches: Sharded::new(|| Mutex::new(TokenCache::new(CACHE_ENTRIES, CACHE_BYTES))),
+        })
+    }
+
+    /// The identity of the request whose headers these are, at `now` (the poll's clock).
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now: Instant,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let found = token::find(headers, &self.cookie_name, self.secret.expose());
+        let token: &[u8] = match &found {
+            Found::Bearer(t) => t,
+            Found::Cookie(t) => t.as_bytes(),
+            Found::None => return Err(AuthError::Missing),
+        };
+        let cache = self.caches.own();
+        if let Some(identity) = cache.lock().ok().and_then(|mut c| c.get(token, now)) {
+            return Ok(identity);
+        }
+        let text = std::str::from_utf8(token).map_err(|_| AuthError::Malformed)?;
+        let unix = unix_now();
+        let claims = self.verifier.verify(text, unix).map_err(|e| match e {
+            Refused::Expired => AuthError::Expired,
+            Refused::Malformed(why) => {
+                tracing::debug!(reason = %why, "token refused");
+                AuthError::Malformed
+            }
+        })?;
+        let identity = Arc::new(Identity::new(identity::headers(&claims)));
+        let until = match jwt::expiry(&claims) {
+            // `exp > unix` here, or the token was refused.
+            Some(exp) => now + Duration::from_secs_f64((exp - unix).max(0.0)),
+            None => now + cache::MAX_AGE,
+        };
+        if let Ok(mut c) = cache.lock() {
+            c.insert(token, identity.clone(), now, until);
+        }
+        Ok(identity)
+    }
+}
+
+impl Authenticator {
+    /// Tokens remembered, and the bytes they hold, over all workers.
+    pub fn cache_size(&self) -> (usize, usize) {
+        self.caches
+            .iter()
+            .filter_map(|c| c.lock().ok().map(|c| (c.len(), c.bytes())))
+            .fold((0, 0), |(n, b), (cn, cb)| (n + cn, b + cb))
+    }
+}
+
+/// Seconds since the Unix epoch, what token times are counted in.
+fn unix_now() -> f64 {
+    // Wall-clock time: token times are wall-clock times. Read on a cache miss only.
+    #[allow(clippy::disallowed_methods)]
+    let now = SystemTime::now();
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `X-Request-Timestamp`: now, as JavaScript's `toISOString` writes it
+/// (`2026-12-05T15:40:00.123Z`). Formatted once per millisecond per thread.
+pub fn request_timestamp() -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<(u128, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
+    }
+    // Wall-clock text, as the old gateway sent.
+    #[allow(clippy::disallowed_methods)]
+    let now = SystemTime::now();
+    let ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    LAST.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if last.0 != ms || last.1.is_none() {
+            let text = humantime::format_rfc3339_millis(now).to_string();
+            *last = (ms, HeaderValue::from_str(&text).ok());
+        }
+        last.1
+            .clone()
+            .unwrap_or_else(|| HeaderValue::from_static("1970-01-01T00:00:00.000Z"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timestamp_is_iso_8601_with_milliseconds_in_utc() {
+        let t = request_timestamp();
+        let t = t.to_str().unwrap();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(
+            t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.',
+            "{t}"
+        );
+        assert!(humantime::parse_rfc3339(t).is_ok(), "{t}");
+    }
+}
