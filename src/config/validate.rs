@@ -617,4 +617,74 @@ mod tests {
         assert!(err.contains("conf/gw.toml"), "{err}");
         assert!(err.contains("upstreams.a.endpoints[0]"), "{err}");
     }
+
+    const ROUTED: &str = "[upstreams.a]\nendpoints = [\"127.0.0.1:1\"]\n[[routes]]\nprefix = \"/\"\nupstream = \"a\"\n";
+
+    #[test]
+    fn auth_needs_exactly_one_non_empty_secret() {
+        let with = |auth: &str| format!("{ROUTED}[auth]\n{auth}\n");
+        assert_eq!(keys(&with("")), ["auth.secret_file"]);
+        assert_eq!(keys(&with("secret = \"\"")), ["auth.secret"]);
+        assert_eq!(
+            keys(&with("secret = \"x\"\nsecret_file = \"/nope\"")),
+            ["auth.secret_file"]
+        );
+        let missing = problems(&with("secret_file = \"/nonexistent/jwt\""));
+        assert!(
+            missing[0].message.contains("/nonexistent/jwt"),
+            "{missing:?}"
+        );
+        assert_eq!(
+            keys(&with("secret = \"x\"\ncookie_name = \"a b\"")),
+            ["auth.cookie_name"]
+        );
+        // Blank file: empty once trailing whitespace goes.
+        let dir = tempfile::tempdir().unwrap();
+        let blank = dir.path().join("blank");
+        std::fs::write(&blank, " \n\t\n").unwrap();
+        let text = with(&format!("secret_file = {:?}", blank.display().to_string()));
+        assert_eq!(keys(&text), ["auth.secret_file"]);
+    }
+
+    #[test]
+    fn a_secret_file_loses_its_trailing_whitespace_and_is_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt");
+        std::fs::write(&file, "0123456789abcdef0123456789abcdef\r\n").unwrap();
+        let text = format!(
+            "{ROUTED}[auth]\nsecret_file = {:?}\n",
+            file.display().to_string()
+        );
+        let c = Config::from_toml("t.toml", &text).unwrap();
+        let auth = c.auth.as_ref().unwrap();
+        assert_eq!(
+            auth.load_secret().unwrap().expose(),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let literal =
+            Config::from_toml("t.toml", &format!("{ROUTED}[auth]\nsecret = \"hunter2\"\n"))
+                .unwrap();
+        assert!(!literal.to_toml().contains("hunter2"));
+        assert!(!format!("{literal:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn warnings_name_the_key_and_never_refuse() {
+        let keys_of = |c: &Config| c.warnings().into_iter().map(|w| w.key).collect::<Vec<_>>();
+        let none = Config::from_toml("t.toml", ROUTED).unwrap();
+        assert_eq!(keys_of(&none), ["auth"]);
+        let short =
+            Config::from_toml("t.toml", &format!("{ROUTED}[auth]\nsecret = \"short\"\n")).unwrap();
+        assert_eq!(keys_of(&short), ["auth.secret", "auth.secret"]);
+    }
+
+    #[test]
+    fn a_required_route_needs_auth() {
+        let text = format!("{ROUTED}auth = \"required\"\n");
+        assert_eq!(keys(&text), ["routes[0].auth"]);
+        assert!(Config::from_toml("t.toml", &format!("{ROUTED}auth = \"none\"\n")).is_ok());
+        let bad = format!("{ROUTED}auth = \"maybe\"\n");
+        assert!(Config::from_toml("t.toml", &bad).is_err());
+    }
 }
