@@ -413,10 +413,15 @@ fn invalid_config_is_reported_before_any_port_is_bound() {
 #[test]
 fn check_config_prints_the_effective_config() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateway.toml");
+    // Its secret is a Swarm secret in production: pointed at a stand-in, as an operator would.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt");
+    std::fs::write(&secret, "a-stand-in-secret-of-32-bytes-or-more\n").unwrap();
     let out = std::process::Command::new(BIN)
         .args(["check-config", "--config"])
         .arg(&path)
         .env("GATEWAY_SERVER__SHUTDOWN_DRAIN", "7s")
+        .env("GATEWAY_AUTH__SECRET_FILE", &secret)
         .output()
         .unwrap();
     assert!(
@@ -427,7 +432,11 @@ fn check_config_prints_the_effective_config() {
     let printed = String::from_utf8(out.stdout).unwrap();
     let config = stratix_gateway::config::Config::from_toml("printed", &printed).unwrap();
     assert_eq!(config.server.shutdown_drain, Duration::from_secs(7));
-    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.routes.len(), 3);
+    assert!(
+        !printed.contains("a-stand-in-secret"),
+        "the secret is never printed"
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,18 @@ struct Stack {
     services: BTreeMap<String, Service>,
     networks: BTreeMap<String, Network>,
     configs: BTreeMap<String, SwarmConfig>,
+    secrets: BTreeMap<String, SwarmSecret>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SwarmSecret {
+    external: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct SecretMount {
+    source: String,
+    target: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +38,10 @@ struct Service {
     ports: Vec<Port>,
     #[serde(default)]
     configs: Vec<ConfigMount>,
+    #[serde(default)]
+    secrets: Vec<SecretMount>,
+    #[serde(default)]
+    command: Vec<String>,
     #[serde(default)]
     networks: BTreeMap<String, Option<serde::de::IgnoredAny>>,
     stop_grace_period: Option<String>,
@@ -119,6 +135,7 @@ fn stack_config(vars: &[(&str, &str)]) -> std::process::Output {
     for v in [
         "REGISTRY",
         "GATEWAY_TAG",
+        "AUTH_GATEWAY_TAG",
         "ICALINK_IMAGE",
         "ICASYNC_IMAGE",
         "GATEWAY_CONFIG_VERSION",
@@ -132,6 +149,7 @@ fn stack_config(vars: &[(&str, &str)]) -> std::process::Output {
 
 const VARS: &[(&str, &str)] = &[
     ("GATEWAY_TAG", "v2.0.0"),
+    ("AUTH_GATEWAY_TAG", "v1.0.2"),
     (
         "ICALINK_IMAGE",
         "registry.example/obsync/app-icalink:v1.4.2",
@@ -189,12 +207,13 @@ const MIB: u64 = 1024 * 1024;
 fn the_deployment_table_holds() {
     let stack = resolved();
     // service, replicas, limit cpus, limit memory, reserved cpus, reserved memory, start_period
-    let table: [(&str, u32, &str, u64, &str, u64, u64); 3] = [
+    let table: [(&str, u32, &str, u64, &str, u64, u64); 4] = [
         ("api-gateway", 2, "1.0", GIB, "0.5", 512 * MIB, 40),
+        ("api-auth", 1, "0.5", 512 * MIB, "0.1", 128 * MIB, 40),
         ("app-icalink", 3, "1.5", 2 * GIB, "0.75", GIB, 60),
         ("app-icasync", 2, "1.0", 1536 * MIB, "0.5", 768 * MIB, 60),
     ];
-    assert_eq!(stack.services.len(), 3, "{:?}", stack.services.keys());
+    assert_eq!(stack.services.len(), 4, "{:?}", stack.services.keys());
     let mut instances = 0;
     for (name, replicas, lcpu, lmem, rcpu, rmem, start) in table {
         let s = &stack.services[name];
@@ -231,7 +250,10 @@ fn the_deployment_table_holds() {
         );
         instances += replicas;
     }
-    assert_eq!(instances, 7, "the guide's 9 -> 7 instances");
+    assert_eq!(
+        instances, 8,
+        "the guide's 9 -> 7 instances, and the previous gateway for /api/auth/"
+    );
     for backend in ["app-icalink", "app-icasync"] {
         let hc = &stack.services[backend].healthcheck;
         assert!(
@@ -283,9 +305,23 @@ fn the_gateway_service_is_set_up_for_rolling_updates() {
     assert_eq!(cfg.name, "obsync_gateway_toml_v1");
     assert!(cfg.file.ends_with("stack/gateway.toml"), "{}", cfg.file);
 
-    // Swarm must not SIGKILL a gateway still draining: stop_grace_period > drain + timeout.
+    // The JWT secret is a Swarm secret, mounted where [auth] secret_file reads it.
+    assert_eq!(gw.secrets.len(), 1, "{:?}", gw.secrets);
+    assert_eq!(gw.secrets[0].source, "gateway_jwt_secret");
+    assert!(stack.secrets["gateway_jwt_secret"].external);
     let text = std::fs::read_to_string(stack_dir().join("gateway.toml")).unwrap();
-    let config = Config::from_toml("stack/gateway.toml", &text).unwrap();
+    let raw: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(
+        raw["auth"]["secret_file"].as_str(),
+        Some(format!("/run/secrets/{}", gw.secrets[0].target).as_str())
+    );
+    assert!(
+        raw["auth"].get("secret").is_none(),
+        "never a literal secret in the stack"
+    );
+    let config = stack_gateway_config(&text);
+
+    // Swarm must not SIGKILL a gateway still draining: stop_grace_period > drain + timeout.
     let grace = go_duration(gw.stop_grace_period.as_deref().expect("stop_grace_period"));
     let needed = config.server.shutdown_drain + config.server.shutdown_timeout;
     assert!(grace > needed, "stop_grace_period {grace:?} <= {needed:?}");
@@ -301,9 +337,64 @@ fn the_gateway_service_is_set_up_for_rolling_updates() {
     );
 }
 
+/// The stack's gateway.toml, parsed and validated as the gateway would in its container: its
+/// secret file is mounted there, so here it is pointed at a stand-in with a secret in it.
+fn stack_gateway_config(text: &str) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("gateway_jwt_secret");
+    std::fs::write(&secret, "a-stand-in-secret-of-32-bytes-or-more\n").unwrap();
+    let text = text.replace(
+        "\"/run/secrets/gateway_jwt_secret\"",
+        &format!("{:?}", secret.display().to_string()),
+    );
+    Config::from_toml("stack/gateway.toml", &text).unwrap()
+}
+
+#[test]
+fn the_previous_gateway_serves_auth_as_it_always_ran() {
+    let stack = resolved();
+    let auth = &stack.services["api-auth"];
+    assert_eq!(
+        auth.image,
+        "g-rrng9518-docker.pkg.coding.net/obsync/sync/stratix-gateway:v1.0.2"
+    );
+    assert!(
+        auth.ports.is_empty(),
+        "not published: the new gateway routes to it"
+    );
+    let cmd = auth.command.join(" ");
+    assert!(
+        cmd.contains("cat /run/secrets/api_gateway_config")
+            && cmd.contains("node /app/dist/index.js"),
+        "{cmd}"
+    );
+    assert_eq!(auth.secrets[0].source, "api_gateway_config");
+    assert!(stack.secrets["api_gateway_config"].external);
+    // The new gateway sends /api/auth/ there, without asking for a token.
+    let text = std::fs::read_to_string(stack_dir().join("gateway.toml")).unwrap();
+    let config = stack_gateway_config(&text);
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.prefix == "/api/auth/")
+        .expect("/api/auth/ route");
+    assert_eq!(route.upstream, "api-auth");
+    assert_eq!(route.auth, Some(stratix_gateway::config::AuthMode::None));
+    assert_eq!(
+        config.upstreams["api-auth"].host.as_deref(),
+        Some("tasks.api-auth")
+    );
+    assert_eq!(config.upstreams["api-auth"].port, Some(8090));
+}
+
 #[test]
 fn missing_variables_are_named() {
-    for missing in ["GATEWAY_TAG", "ICALINK_IMAGE", "ICASYNC_IMAGE"] {
+    for missing in [
+        "GATEWAY_TAG",
+        "AUTH_GATEWAY_TAG",
+        "ICALINK_IMAGE",
+        "ICASYNC_IMAGE",
+    ] {
         let vars: Vec<_> = VARS
             .iter()
             .copied()
