@@ -37,6 +37,9 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// On by default: helmet's headers, as the old gateway sent them.
+    #[serde(default)]
+    pub security_headers: SecurityHeadersConfig,
     /// Absent: no request is authenticated (client-sent identity headers are still removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
@@ -350,6 +353,93 @@ pub enum AuthMode {
     Required,
     /// No token is looked at; the task gets no identity (public endpoints, `/api/auth/` itself).
     None,
+}
+
+/// `[security_headers]`: what the old gateway's helmet set on every response (its CSP and
+/// COEP were off). A value of `""` leaves that header out; a header the upstream set itself is
+/// left as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityHeadersConfig {
+    pub enabled: bool,
+    pub strict_transport_security: String,
+    pub x_content_type_options: String,
+    pub x_frame_options: String,
+    pub referrer_policy: String,
+    pub cross_origin_opener_policy: String,
+    pub cross_origin_resource_policy: String,
+    pub origin_agent_cluster: String,
+    pub x_dns_prefetch_control: String,
+    pub x_download_options: String,
+    pub x_permitted_cross_domain_policies: String,
+}
+
+impl Default for SecurityHeadersConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            strict_transport_security: "max-age=31536000; includeSubDomains; preload".into(),
+            x_content_type_options: "nosniff".into(),
+            x_frame_options: "SAMEORIGIN".into(),
+            referrer_policy: "no-referrer".into(),
+            cross_origin_opener_policy: "same-origin".into(),
+            cross_origin_resource_policy: "same-origin".into(),
+            origin_agent_cluster: "?1".into(),
+            x_dns_prefetch_control: "off".into(),
+            x_download_options: "noopen".into(),
+            x_permitted_cross_domain_policies: "none".into(),
+        }
+    }
+}
+
+impl SecurityHeadersConfig {
+    /// (key, header name, value) for every header, in helmet's order.
+    pub fn entries(&self) -> [(&'static str, &'static str, &str); 10] {
+        [
+            (
+                "strict_transport_security",
+                "strict-transport-security",
+                &self.strict_transport_security,
+            ),
+            (
+                "x_content_type_options",
+                "x-content-type-options",
+                &self.x_content_type_options,
+            ),
+            ("x_frame_options", "x-frame-options", &self.x_frame_options),
+            ("referrer_policy", "referrer-policy", &self.referrer_policy),
+            (
+                "cross_origin_opener_policy",
+                "cross-origin-opener-policy",
+                &self.cross_origin_opener_policy,
+            ),
+            (
+                "cross_origin_resource_policy",
+                "cross-origin-resource-policy",
+                &self.cross_origin_resource_policy,
+            ),
+            (
+                "origin_agent_cluster",
+                "origin-agent-cluster",
+                &self.origin_agent_cluster,
+            ),
+            (
+                "x_dns_prefetch_control",
+                "x-dns-prefetch-control",
+                &self.x_dns_prefetch_control,
+            ),
+            (
+                "x_download_options",
+                "x-download-options",
+                &self.x_download_options,
+            ),
+            (
+                "x_permitted_cross_domain_policies",
+                "x-permitted-cross-domain-policies",
+                &self.x_permitted_cross_domain_policies,
+            ),
+        ]
+    }
 }
 
 /// `[auth]`: how tokens are verified (the old gateway's JWT and signed cookie).

@@ -168,6 +168,18 @@ impl Config {
         self.validate_upstreams(&mut p);
         self.validate_routes(&mut p);
         self.validate_auth(&mut p);
+        for (key, _, value) in self.security_headers.entries() {
+            // What a header value may hold (RFC 9110 section 5.5), minus obs-text.
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                p.push(
+                    format!("security_headers.{key}"),
+                    "must be visible ASCII (or \"\" to leave the header out)",
+                );
+            }
+        }
         if p.0.is_empty() {
             Ok(())
         } else {

@@ -56,6 +56,9 @@ impl Field {
 /// vector of fields would be one more per response.
 pub type Fields = SmallVec<[Field; 12]>;
 
+/// Fields shared by many responses (built once, referenced by each).
+pub type FieldBlock = std::sync::Arc<[(HeaderName, HeaderValue)]>;
+
 /// Response header fields as received, minus the ones that frame the message: the
 /// listener frames the body itself, and `Content-Length` is kept as a number
 /// ([`RawHeaders::content_length`]) for answers without a body (HEAD, 204, 304).
@@ -67,6 +70,9 @@ pub struct RawHeaders {
     /// Fields the gateway adds (the request id), after the upstream's. Why here and not in
     /// the response's (otherwise empty) map: a map's first insert allocates twice and hashes.
     added: SmallVec<[(HeaderName, HeaderValue); 1]>,
+    /// A block of fields the gateway adds to many responses alike (the security headers),
+    /// after `added`: one reference count per response instead of a field copied each.
+    block: Option<FieldBlock>,
     /// Some field is named `Connection`. Why kept apart: the listener asks every response
     /// whether it says `close`, and the answer is nearly always "there is no such field";
     /// comparing every name to find that out cost ~100 instructions a response.
@@ -81,6 +87,7 @@ impl RawHeaders {
             fields,
             content_length,
             added: SmallVec::new(),
+            block: None,
             connection,
         }
     }
@@ -94,6 +101,7 @@ impl RawHeaders {
             .chain(
                 self.added
                     .iter()
+                    .chain(self.block.iter().flat_map(|b| b.iter()))
                     .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
             )
     }
@@ -107,6 +115,15 @@ impl RawHeaders {
         for (name, value) in &self.added {
             f(name.as_str().as_bytes(), value.as_bytes());
         }
+        for (name, value) in self.block.iter().flat_map(|b| b.iter()) {
+            f(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+
+    /// Adds a block of fields after the others (one block: a second replaces the first).
+    pub fn add_block(&mut self, block: FieldBlock) {
+        self.connection |= block.iter().any(|(n, _)| n == CONNECTION);
+        self.block = Some(block);
     }
 
     /// Adds a field after the upstream's.
@@ -124,7 +141,7 @@ impl RawHeaders {
     }
 
     pub fn len(&self) -> usize {
-        self.fields.len() + self.added.len()
+        self.fields.len() + self.added.len() + self.block.as_ref().map_or(0, |b| b.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -188,7 +205,11 @@ impl RawHeaders {
                 _ => tracing::debug!("dropped a response header field the http crate refuses"),
             }
         }
-        for (name, value) in &self.added {
+        for (name, value) in self
+            .added
+            .iter()
+            .chain(self.block.iter().flat_map(|b| b.iter()))
+        {
             map.append(name.clone(), value.clone());
         }
         if let Some(n) = self.content_length

@@ -17,6 +17,7 @@ use http::response::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::RawHeaders;
+use super::raw::FieldBlock;
 
 /// A response's header fields, read: the map's, then the upstream's as received.
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +115,19 @@ impl<'a> HeaderViewMut<'a> {
             Some(raw) => raw.add(name, value),
             None => {
                 self.map.append(name, value);
+            }
+        }
+    }
+
+    /// Adds a block of fields after the ones present: shared by reference among an upstream's
+    /// fields, copied into a map.
+    pub fn append_block(&mut self, block: &FieldBlock) {
+        match &mut self.raw {
+            Some(raw) => raw.add_block(block.clone()),
+            None => {
+                for (name, value) in block.iter() {
+                    self.map.append(name.clone(), value.clone());
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod headers;
+pub mod security;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 
 use self::error::ProxyError;
+use self::security::SecurityHeaders;
 use crate::auth::{self, AuthError, Authenticator};
 use crate::body::ClientBody;
 use crate::body::{BodyError, RequestBody, ResponseBody};
@@ -33,6 +35,8 @@ pub struct Gateway {
     routes: RouteTable,
     /// `None` without `[auth]`: no route requires a token then.
     auth: Option<Authenticator>,
+    /// `None` when `[security_headers]` sends none.
+    security: Option<SecurityHeaders>,
     upstreams: Vec<Upstream>,
     max_body: u64,
     trust_forwarded: bool,
@@ -82,6 +86,7 @@ impl Gateway {
         Ok(Self {
             routes,
             auth,
+            security: SecurityHeaders::new(&config.security_headers),
             upstreams,
             max_body: config.server.max_body,
             trust_forwarded: config.server.trust_forwarded,
@@ -131,6 +136,9 @@ impl Gateway {
         let resp = match self.forward(head, body, peer, &mut record).await {
             Ok((mut head, body)) => {
                 headers::answer_request_id(&mut head, request_id);
+                if let Some(s) = &self.security {
+                    s.apply(&mut head);
+                }
                 // The upstream body is boxed once, inside the record (not before it too).
                 return record.attach(Response::from_parts(head, body));
             }
@@ -151,6 +159,9 @@ impl Gateway {
         };
         let (mut head, body) = resp.into_parts();
         headers::answer_request_id(&mut head, request_id);
+        if let Some(s) = &self.security {
+            s.apply(&mut head);
+        }
         record.attach(Response::from_parts(head, body))
     }
 
