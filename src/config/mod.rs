@@ -37,6 +37,9 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Absent: no CORS handling (preflights go to the tasks like any request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
     /// On by default: helmet's headers, as the old gateway sent them.
     #[serde(default)]
     pub security_headers: SecurityHeadersConfig,
@@ -353,6 +356,43 @@ pub enum AuthMode {
     Required,
     /// No token is looked at; the task gets no identity (public endpoints, `/api/auth/` itself).
     None,
+}
+
+/// `[cors]`: which browser origins may call the API, as the old gateway's @fastify/cors did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins as browsers send them (`https://app.example.edu`); `["*"]` reflects any origin.
+    pub allow_origins: Vec<String>,
+    #[serde(default = "yes")]
+    pub allow_credentials: bool,
+    #[serde(default = "default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    #[serde(default = "default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    /// How long a browser may cache a preflight's answer; absent: no `Access-Control-Max-Age`.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age: Option<Duration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn default_cors_headers() -> Vec<String> {
+    ["Content-Type", "Authorization", "X-Request-ID", "Cookie"]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// `[security_headers]`: what the old gateway's helmet set on every response (its CSP and

@@ -36,6 +36,19 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// `scheme://host[:port]` as a browser sends it in `Origin`: http or https, a host, no path,
+/// no userinfo, lower case.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '@', '?', '#'])
+        && rest.parse::<Authority>().is_ok()
+        && !text.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 /// Parses a static endpoint: `host:port` with an IP address or DNS name and an explicit port.
 pub fn parse_endpoint(text: &str) -> Result<Authority, String> {
     let authority: Authority = text
@@ -168,6 +181,7 @@ impl Config {
         self.validate_upstreams(&mut p);
         self.validate_routes(&mut p);
         self.validate_auth(&mut p);
+        self.validate_cors(&mut p);
         for (key, _, value) in self.security_headers.entries() {
             // What a header value may hold (RFC 9110 section 5.5), minus obs-text.
             if !value
@@ -364,9 +378,59 @@ impl Config {
         }
     }
 
+    fn validate_cors(&self, p: &mut Problems) {
+        let Some(cors) = &self.cors else {
+            return;
+        };
+        if cors.allow_origins.is_empty() {
+            p.push("cors.allow_origins", "list at least one origin (or \"*\")");
+        }
+        for (i, o) in cors.allow_origins.iter().enumerate() {
+            if o != "*" && !is_origin(o) {
+                p.push(
+                    format!("cors.allow_origins[{i}]"),
+                    format!("{o:?} is not an origin (scheme://host[:port], no path)"),
+                );
+            }
+        }
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        for (i, m) in cors.allow_methods.iter().enumerate() {
+            if !token(m) {
+                p.push(
+                    format!("cors.allow_methods[{i}]"),
+                    format!("{m:?} is not a method"),
+                );
+            }
+        }
+        for (i, h) in cors.allow_headers.iter().enumerate() {
+            if !token(h) {
+                p.push(
+                    format!("cors.allow_headers[{i}]"),
+                    format!("{h:?} is not a header name"),
+                );
+            }
+        }
+    }
+
     /// What is allowed but probably not meant: printed by `check-config`, logged at startup.
     pub fn warnings(&self) -> Vec<Problem> {
         let mut w = Problems(Vec::new());
+        if let Some(cors) = &self.cors
+            && cors.allow_origins.iter().any(|o| o == "*")
+        {
+            w.push(
+                "cors.allow_origins",
+                if cors.allow_credentials {
+                    "\"*\" with credentials: every website may call the API with its visitors' cookies"
+                } else {
+                    "\"*\": every website may call the API"
+                },
+            );
+        }
         match &self.auth {
             None => w.push(
                 "auth",

@@ -1,6 +1,7 @@
 //! The proxy: from a client's request to an upstream's response, with the header rules and
 //! error answers of [`headers`] and [`error`].
 
+pub mod cors;
 pub mod error;
 pub mod headers;
 pub mod security;
@@ -12,8 +13,9 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::response;
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{HeaderValue, Request, Response, Uri, Version};
 
+use self::cors::{Cors, Verdict};
 use self::error::ProxyError;
 use self::security::SecurityHeaders;
 use crate::auth::{self, AuthError, Authenticator};
@@ -35,6 +37,8 @@ pub struct Gateway {
     routes: RouteTable,
     /// `None` without `[auth]`: no route requires a token then.
     auth: Option<Authenticator>,
+    /// `None` without `[cors]`.
+    cors: Option<Cors>,
     /// `None` when `[security_headers]` sends none.
     security: Option<SecurityHeaders>,
     upstreams: Vec<Upstream>,
@@ -87,6 +91,15 @@ impl Gateway {
             routes,
             auth,
             security: SecurityHeaders::new(&config.security_headers),
+            cors: config
+                .cors
+                .as_ref()
+                .map(Cors::new)
+                .transpose()
+                .map_err(|message| BuildError {
+                    name: "cors".to_owned(),
+                    message,
+                })?,
             upstreams,
             max_body: config.server.max_body,
             trust_forwarded: config.server.trust_forwarded,
@@ -133,36 +146,66 @@ impl Gateway {
             self.access_log
                 .then(|| (head.uri.path(), request_id.clone())),
         );
-        let resp = match self.forward(head, body, peer, &mut record).await {
-            Ok((mut head, body)) => {
-                headers::answer_request_id(&mut head, request_id);
-                if let Some(s) = &self.security {
-                    s.apply(&mut head);
-                }
+        let cors = self
+            .cors
+            .as_ref()
+            .map_or(Verdict::None, |c| c.verdict(&head));
+        let result = match (&self.cors, cors) {
+            // Answered here: a preflight never reaches a task.
+            (Some(c), Verdict::Preflight { allowed }) => Err(c.preflight(allowed)),
+            (_, cors) => match self.forward(head, body, peer, &mut record).await {
+                Ok(ok) => Ok((ok, cors)),
+                Err(err) => Err(self.refusal(err, &request_id, cors)),
+            },
+        };
+        let resp = match result {
+            Ok(((mut head, body), cors)) => {
+                self.finish(&mut head, request_id, cors);
                 // The upstream body is boxed once, inside the record (not before it too).
                 return record.attach(Response::from_parts(head, body));
             }
-            Err(err) => {
-                let status = err.status();
-                if status.is_server_error() {
-                    tracing::warn!(
-                        request_id = ?request_id,
-                        status = status.as_u16(),
-                        error = %ErrorChain(&err),
-                        "proxy error"
-                    );
-                } else {
-                    tracing::debug!(request_id = ?request_id, status = status.as_u16(), error = %ErrorChain(&err), "request refused");
-                }
-                err.into_response()
-            }
+            Err(resp) => resp,
         };
         let (mut head, body) = resp.into_parts();
-        headers::answer_request_id(&mut head, request_id);
-        if let Some(s) = &self.security {
-            s.apply(&mut head);
-        }
+        self.finish(&mut head, request_id, Verdict::None);
         record.attach(Response::from_parts(head, body))
+    }
+
+    /// What every answer gets on its way out, the task's and the gateway's own.
+    fn finish(&self, head: &mut response::Parts, request_id: HeaderValue, cors: Verdict) {
+        headers::answer_request_id(head, request_id);
+        if let (Some(c), Verdict::Actual { allowed }) = (&self.cors, cors) {
+            c.decorate(head, allowed);
+        }
+        if let Some(s) = &self.security {
+            s.apply(head);
+        }
+    }
+
+    /// The gateway's own answer to a request it could not forward, logged.
+    fn refusal(
+        &self,
+        err: ProxyError,
+        request_id: &HeaderValue,
+        cors: Verdict,
+    ) -> Response<ResponseBody> {
+        let status = err.status();
+        if status.is_server_error() {
+            tracing::warn!(
+                request_id = ?request_id,
+                status = status.as_u16(),
+                error = %ErrorChain(&err),
+                "proxy error"
+            );
+        } else {
+            tracing::debug!(request_id = ?request_id, status = status.as_u16(), error = %ErrorChain(&err), "request refused");
+        }
+        // A browser must be able to read the error too (a 401 from an allowed origin).
+        let (mut head, body) = err.into_response().into_parts();
+        if let (Some(c), Verdict::Actual { allowed }) = (&self.cors, cors) {
+            c.decorate(&mut head, allowed);
+        }
+        Response::from_parts(head, body)
     }
 
     async fn forward(
