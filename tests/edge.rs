@@ -189,3 +189,151 @@ async fn answers_name_an_allowed_origin_and_nothing_for_others() {
     gw.stop().await;
     up.stop().await;
 }
+
+fn json_body() -> Vec<u8> {
+    (0..2000u32)
+        .flat_map(|i| format!("{{\"id\":{i},\"state\":\"checked-in\"}},").into_bytes())
+        .collect()
+}
+
+async fn fetch(
+    gw: &Gateway,
+    path: &str,
+    accept: Option<&str>,
+) -> (http::response::Parts, bytes::Bytes) {
+    let mut req = http::Request::get(gw.url(path));
+    if let Some(a) = accept {
+        req = req.header("accept-encoding", a);
+    }
+    let resp = common::client()
+        .request(req.body(common::full("")).unwrap())
+        .await
+        .unwrap();
+    let (head, body) = resp.into_parts();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    (head, body)
+}
+
+#[tokio::test]
+async fn compressible_answers_are_gzipped_for_clients_that_accept_it() {
+    let addr = raw_upstream(|head| {
+        let path = std::str::from_utf8(head)
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let body = match path.as_str() {
+            "/api/icalink/small" => b"{\"ok\":true}".to_vec(),
+            _ => json_body(),
+        };
+        let extra = if path.ends_with("/encoded") {
+            "Content-Encoding: br\r\n"
+        } else {
+            ""
+        };
+        let ctype = if path.ends_with("/png") {
+            "image/png"
+        } else {
+            "application/json"
+        };
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n{extra}ETag: \"v1\"\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    });
+    let gw = Gateway::start(&config(&[addr], &[addr], "")).await;
+    let original = json_body();
+
+    let (head, body) = fetch(&gw, "/api/icalink/list", Some("gzip, deflate, br")).await;
+    assert_eq!(head.headers["content-encoding"], "gzip");
+    assert!(
+        head.headers
+            .get_all("vary")
+            .iter()
+            .any(|v| v == "Accept-Encoding")
+    );
+    assert_eq!(head.headers["etag"], "W/\"v1\"");
+    assert!(head.headers.get("content-length").is_none(), "{head:?}");
+    assert!(
+        body.len() < original.len() / 4,
+        "{} of {}",
+        body.len(),
+        original.len()
+    );
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut decoded).unwrap();
+    assert_eq!(decoded, original, "round trip");
+
+    for (path, accept) in [
+        ("/api/icalink/list", None),
+        ("/api/icalink/list", Some("gzip;q=0, br")),
+        ("/api/icalink/small", Some("gzip")),
+        ("/api/icalink/encoded", Some("gzip")),
+        ("/api/icalink/png", Some("gzip")),
+    ] {
+        let (head, body) = fetch(&gw, path, accept).await;
+        assert!(
+            head.headers
+                .get("content-encoding")
+                .is_none_or(|v| v == "br"),
+            "{path} {accept:?}"
+        );
+        assert_eq!(
+            head.headers["etag"], "\"v1\"",
+            "{path} {accept:?}: untouched"
+        );
+        if path == "/api/icalink/small" {
+            assert_eq!(&body[..], b"{\"ok\":true}");
+        } else {
+            assert_eq!(body.len(), original.len(), "{path} {accept:?}");
+        }
+    }
+    gw.stop().await;
+    let off = Gateway::start(&config(&[addr], &[addr], "[compression]\nenabled = false")).await;
+    let (head, _) = fetch(&off, "/api/icalink/list", Some("gzip")).await;
+    assert!(head.headers.get("content-encoding").is_none());
+    off.stop().await;
+}
+
+#[tokio::test]
+async fn gzip_over_h2c_carries_no_stale_length() {
+    let addr = raw_upstream(|_| {
+        let body = json_body();
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    });
+    let gw = Gateway::start(&config(&[addr], &[addr], "http2 = true")).await;
+    let resp = common::h2c_client()
+        .request(
+            http::Request::get(gw.url("/api/icalink/list"))
+                .header("accept-encoding", "gzip")
+                .body(common::full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    assert!(
+        resp.headers().get("content-length").is_none(),
+        "{:?}",
+        resp.headers()
+    );
+    let body = common::body_bytes(resp).await;
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut decoded).unwrap();
+    assert_eq!(decoded, json_body());
+    gw.stop().await;
+}

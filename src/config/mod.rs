@@ -40,6 +40,9 @@ pub struct Config {
     /// Absent: no CORS handling (preflights go to the tasks like any request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsConfig>,
+    /// On by default: gzip for clients that accept it.
+    #[serde(default)]
+    pub compression: CompressionConfig,
     /// On by default: helmet's headers, as the old gateway sent them.
     #[serde(default)]
     pub security_headers: SecurityHeadersConfig,
@@ -356,6 +359,30 @@ pub enum AuthMode {
     Required,
     /// No token is looked at; the task gets no identity (public endpoints, `/api/auth/` itself).
     None,
+}
+
+/// `[compression]`: gzip for clients that accept it (the old gateway's @fastify/compress).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionConfig {
+    pub enabled: bool,
+    /// Answers whose length is known and smaller than this go as they are.
+    pub min_size: u64,
+    /// Only `gzip` is supported (every browser accepts it); `[]` switches compression off.
+    pub algorithms: Vec<String>,
+    /// gzip level, 1 (fastest) to 9 (smallest); 6 is zlib's default and the old gateway's.
+    pub level: u32,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_size: 1024,
+            algorithms: vec!["gzip".to_owned()],
+            level: 6,
+        }
+    }
 }
 
 /// `[cors]`: which browser origins may call the API, as the old gateway's @fastify/cors did.

@@ -182,6 +182,18 @@ impl Config {
         self.validate_routes(&mut p);
         self.validate_auth(&mut p);
         self.validate_cors(&mut p);
+        let c = &self.compression;
+        if !(1..=9).contains(&c.level) {
+            p.push("compression.level", "must be between 1 and 9");
+        }
+        for (i, a) in c.algorithms.iter().enumerate() {
+            if a != "gzip" {
+                p.push(
+                    format!("compression.algorithms[{i}]"),
+                    format!("{a:?} is not supported (gzip is)"),
+                );
+            }
+        }
         for (key, _, value) in self.security_headers.entries() {
             // What a header value may hold (RFC 9110 section 5.5), minus obs-text.
             if !value

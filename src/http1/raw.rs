@@ -176,6 +176,11 @@ impl RawHeaders {
         self.content_length
     }
 
+    /// Forgets the announced length (the gateway changes the body: compression).
+    pub fn forget_length(&mut self) {
+        self.content_length = None;
+    }
+
     /// The fields of a response head, as our client parses them (for tests elsewhere).
     #[cfg(test)]
     pub fn from_head(head: &str) -> Self {

@@ -165,6 +165,15 @@ impl<'a> HeaderViewMut<'a> {
         }
     }
 
+    /// Removes the body's length wherever it is: the body is about to change (compression),
+    /// and the listener frames the new one itself.
+    pub fn remove_length(&mut self) {
+        self.map.remove(http::header::CONTENT_LENGTH);
+        if let Some(raw) = &mut self.raw {
+            raw.forget_length();
+        }
+    }
+
     /// Moves the upstream's fields into the map, for code that reads only the map.
     pub fn materialize(self) {
         if let Some(raw) = self.raw {

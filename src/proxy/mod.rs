@@ -1,6 +1,7 @@
 //! The proxy: from a client's request to an upstream's response, with the header rules and
 //! error answers of [`headers`] and [`error`].
 
+pub mod compress;
 pub mod cors;
 pub mod error;
 pub mod headers;
@@ -14,7 +15,10 @@ use http::request::Parts;
 use http::response;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body::Body as _;
+use http_body_util::Either;
 
+use self::compress::Compressor;
 use self::cors::{Cors, Verdict};
 use self::error::ProxyError;
 use self::security::SecurityHeaders;
@@ -37,6 +41,8 @@ pub struct Gateway {
     routes: RouteTable,
     /// `None` without `[auth]`: no route requires a token then.
     auth: Option<Authenticator>,
+    /// `None` when `[compression]` is off.
+    compressor: Option<Compressor>,
     /// `None` without `[cors]`.
     cors: Option<Cors>,
     /// `None` when `[security_headers]` sends none.
@@ -91,6 +97,7 @@ impl Gateway {
             routes,
             auth,
             security: SecurityHeaders::new(&config.security_headers),
+            compressor: Compressor::new(&config.compression),
             cors: config
                 .cors
                 .as_ref()
@@ -150,6 +157,13 @@ impl Gateway {
             .cors
             .as_ref()
             .map_or(Verdict::None, |c| c.verdict(&head));
+        // Known before the request moves on: whether, and for which method, the answer may
+        // be compressed.
+        let gzip = self
+            .compressor
+            .as_ref()
+            .filter(|_| Compressor::accepts(&head.headers))
+            .map(|c| (c, head.method.clone()));
         let result = match (&self.cors, cors) {
             // Answered here: a preflight never reaches a task.
             (Some(c), Verdict::Preflight { allowed }) => Err(c.preflight(allowed)),
@@ -161,6 +175,14 @@ impl Gateway {
         let resp = match result {
             Ok(((mut head, body), cors)) => {
                 self.finish(&mut head, request_id, cors);
+                let body = match gzip {
+                    Some((c, method))
+                        if c.prepare(&method, &mut head, body.size_hint().exact()) =>
+                    {
+                        Either::Right(c.wrap(body))
+                    }
+                    _ => Either::Left(body),
+                };
                 // The upstream body is boxed once, inside the record (not before it too).
                 return record.attach(Response::from_parts(head, body));
             }
