@@ -22,16 +22,38 @@ pub enum Found<'a> {
     None,
 }
 
+/// Where a request's token is, before the cookie's signature is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located<'a> {
+    Bearer(&'a [u8]),
+    /// The cookie's value, URL-decoded: `<jwt>.<signature>`, not yet verified.
+    Signed(String),
+    None,
+}
+
 /// Finds the request's token: the bearer token, else the cookie `cookie_name` signed with
 /// `secret`.
 pub fn find<'a>(headers: &'a HeaderMap, cookie_name: &str, secret: &[u8]) -> Found<'a> {
+    match locate(headers, cookie_name) {
+        Located::Bearer(t) => Found::Bearer(t),
+        Located::Signed(value) => match unsign(&value, secret) {
+            Some(jwt) => Found::Cookie(jwt),
+            None => Found::None,
+        },
+        Located::None => Found::None,
+    }
+}
+
+/// [`find`] without checking the cookie's signature (the caller does, unless it has seen the
+/// same signed value verified before).
+pub fn locate<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Located<'a> {
     // Node keeps the first of repeated Authorization fields; so do we.
     if let Some(token) = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .filter(|t| !t.is_empty())
     {
-        return Found::Bearer(token);
+        return Located::Bearer(token);
     }
     // HTTP/2 clients may split cookies over several fields (RFC 9113 section 8.2.3).
     let value = headers
@@ -39,10 +61,7 @@ pub fn find<'a>(headers: &'a HeaderMap, cookie_name: &str, secret: &[u8]) -> Fou
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| cookie_value(v, cookie_name));
-    match value.and_then(|v| unsign(&v, secret)) {
-        Some(jwt) => Found::Cookie(jwt),
-        None => Found::None,
-    }
+    value.map_or(Located::None, Located::Signed)
 }
 
 /// The value of cookie `name` in a `Cookie` field, as the `cookie` package parses it: pairs
@@ -76,7 +95,7 @@ fn cookie_value(field: &str, name: &str) -> Option<String> {
 /// `cookie-signature`'s unsign: the value is `<jwt>.<base64(HMAC-SHA256(jwt, secret))>`
 /// without padding, split at the last `.`; the whole value is compared with the one we would
 /// sign, in constant time.
-fn unsign(value: &str, secret: &[u8]) -> Option<String> {
+pub fn unsign(value: &str, secret: &[u8]) -> Option<String> {
     let (jwt, _) = value.rsplit_once('.')?;
     let expected = sign(jwt, secret)?;
     let same: bool = expected.as_bytes().ct_eq(value.as_bytes()).into();
