@@ -12,6 +12,8 @@ idle upstream connections 60 s, so no round starts by refilling a pool.
     benches/load/run.py --duration 3 --rounds 1 --targets gateway-1w,nginx-1w
     GATEWAY=target/release/stratix-gateway benches/load/run.py
     benches/load/run.py --baseline /tmp/gw-before --targets gateway-1w,baseline-1w   # A/B two builds
+    benches/load/run.py --targets gateway-1w,authgw-1w,nginx-1w   # authenticated traffic: every
+                                                    # request carries a bearer token ([auth] on)
     benches/load/run.py --think 1-3 --max-steal 1   # the same load below saturation for all: p99 at
                                                     # equal load (p99 wants a calmer host than req/s)
 
@@ -25,6 +27,10 @@ Needs: wrk, nginx (nginx-light), haproxy from Debian; the gateway built with
 """
 
 import argparse
+import base64
+import hashlib
+import hmac
+import json
 import os
 import re
 import resource
@@ -144,6 +150,27 @@ prefix = "/api/icalink/"
 upstream = "app-icalink"
 """
 
+# authgw-Nw: the gateway with [auth] on, every request carrying the same student's bearer
+# token (a browser's requests do: the verified token is cached, so this is the warm path).
+AUTH_TOML = """
+[auth]
+secret = "{secret}"
+"""
+AUTH_SECRET = "load-test-secret-0123456789abcdef"
+
+
+def bench_token(secret):
+    """An HS256 JWT shaped like the old gateway's (a student, every claim), expiring in 2120."""
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = {"userId": "u1001", "username": "张三", "userType": "student", "userNumber": "2021001",
+              "email": "zhangsan@example.edu", "phone": "13800000000", "collegeName": "计算机学院",
+              "majorName": "软件工程", "className": "软件2101", "roles": ["student"],
+              "permissions": ["attendance:checkin", "leave:apply"], "exp": 4950068474}
+    payload = b64(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
+    signature = b64(hmac.new(secret.encode(), header + b"." + payload, hashlib.sha256).digest())
+    return (header + b"." + payload + b"." + signature).decode()
+
 
 class Services:
     """Processes started here, each in its own session so its whole tree can be stopped."""
@@ -237,11 +264,12 @@ def port_free(host, port):
             return False
 
 
-def wait_ready(url, limit=15.0):
+def wait_ready(url, headers=(), limit=15.0):
     deadline = time.time() + limit
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:
+            req = urllib.request.Request(url, headers=dict(h.split(": ", 1) for h in headers))
+            with urllib.request.urlopen(req, timeout=1) as r:
                 if r.status == 200:
                     return True
         except OSError:
@@ -276,8 +304,11 @@ end
 """
 
 
-def run_wrk(url, duration, conns, script):
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), url]
+def run_wrk(url, duration, conns, script, headers=()):
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script)]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd.append(url)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 20, check=False).stdout
     res = {"rps": 0.0, "requests": 0, "p50": float("nan"), "p99": float("nan"), "p999": float("nan"),
            "errors": 0, "non2xx": 0}
@@ -369,6 +400,7 @@ def run(args, targets, ports, state, services):
         services.start(name, [nginx, "-c", str(conf), "-e", str(state / f"{name}.error.log")])
 
     urls, pids = {}, {}
+    headers = {t: () for t in targets}
     for t in targets:
         listen = f"127.0.0.1:{ports[t]}"
         urls[t] = f"http://{listen}{BENCH_PATH}"
@@ -379,11 +411,15 @@ def run(args, targets, ports, state, services):
         kind, workers = t.rsplit("-", 1)
         workers = int(workers.rstrip("w"))
         conf = state / f"{t}.conf"
-        if kind in ("gateway", "baseline"):
+        if kind in ("gateway", "baseline", "authgw"):
             eps = ", ".join(f'"{h}:{TASK_PORT}"' for h in TASKS)
-            conf.write_text(GATEWAY_TOML.format(listen=listen, admin=f"127.0.0.1:{ports[t] + 100}",
-                                                workers=workers, endpoints=eps))
-            binary = args.gateway if kind == "gateway" else args.baseline
+            toml = GATEWAY_TOML.format(listen=listen, admin=f"127.0.0.1:{ports[t] + 100}",
+                                       workers=workers, endpoints=eps)
+            if kind == "authgw":
+                toml += AUTH_TOML.format(secret=AUTH_SECRET)
+                headers[t] = (f"Authorization: Bearer {bench_token(AUTH_SECRET)}",)
+            conf.write_text(toml)
+            binary = args.baseline if kind == "baseline" else args.gateway
             if not binary:
                 sys.exit(f"{t} needs --baseline BINARY")
             argv = [binary, "--config", str(conf)]
@@ -400,10 +436,10 @@ def run(args, targets, ports, state, services):
         pids[t] = services.start(t, argv).pid
 
     for t in targets:
-        if not wait_ready(urls[t]):
+        if not wait_ready(urls[t], headers[t]):
             sys.exit(f"{t} did not answer 200 on {urls[t]}; logs in {state}")
     for t in targets:
-        run_wrk(urls[t], args.warmup, args.conns, args.script)
+        run_wrk(urls[t], args.warmup, args.conns, args.script, headers[t])
 
     task_pids = [services.procs[f"task{i + 1}"].pid for i in range(len(TASKS))]
     tasks_ticks = lambda: sum(cpu_ticks(p) for p in task_pids)
@@ -417,7 +453,7 @@ def run(args, targets, ports, state, services):
             lost_errors = 0
             for attempt in range(1, args.attempts + 1):
                 wait_calm(limit, args.calm_wait)
-                res = measure(t, urls[t], pids[t], args, tasks_ticks, wrk_cpu)
+                res = measure(t, urls[t], pids[t], args, tasks_ticks, wrk_cpu, headers[t])
                 res["round"], res["attempt"] = r, attempt
                 res["clean"] = res["steal"] <= limit
                 line = (f"round {r + 1}/{args.rounds} {t:12s} {res['rps']:9.0f} req/s  p99 {res['p99'] * 1e3:6.2f} ms  "
@@ -450,10 +486,10 @@ def wait_calm(limit, most):
             return
 
 
-def measure(t, url, pid, args, tasks_ticks, wrk_cpu):
+def measure(t, url, pid, args, tasks_ticks, wrk_cpu, headers=()):
     c0, o0, w0 = cpu_ticks(pid), tcp_active_opens(), time.time()
     k0, g0, s0 = tasks_ticks(), wrk_cpu(), steal_and_total()
-    res = run_wrk(url, args.duration, args.conns, args.script)
+    res = run_wrk(url, args.duration, args.conns, args.script, headers)
     c1, o1, w1 = cpu_ticks(pid), tcp_active_opens(), time.time()
     k1, g1, s1 = tasks_ticks(), wrk_cpu(), steal_and_total()
     # On a shared VM the hypervisor runs other guests on our cores: a run with much
@@ -495,7 +531,7 @@ def print_table(targets, rows, rss, args, state):
         rps, cpu = med([r["rps"] for r in rs]), med([r["cpu"] for r in rs])
         per_core = rps / cpu if cpu > 0 else float("nan")
         ratio = ""
-        if t.startswith("gateway-"):
+        if t.startswith(("gateway-", "authgw-")):
             w = t.split("-")[1]
             peers = [p for p in targets if p.endswith("-" + w) and p.split("-")[0] in ("nginx", "haproxy")]
             if peers:
@@ -510,6 +546,10 @@ def print_table(targets, rows, rss, args, state):
                          for key, higher in (("rps", True), ("p99", False), ("p999", False))]
                 ratio = (f"{parts[0]}; p99 {parts[1]}; p99.9 {parts[2]} "
                          f"({len(calm)}/{len(rs)} rounds calm)")
+            plain = f"gateway-{w}"
+            if t.startswith("authgw-") and plain in targets:
+                pr = [rows[t][i]["rps"] / rows[plain][i]["rps"] for i in range(len(rs))]
+                ratio += f"  {med(pr):.2f} x unauthenticated"
             base = f"baseline-{w}"
             if base in targets:
                 pr = [rows[t][i]["rps"] / rows[base][i]["rps"] for i in range(len(rs))]

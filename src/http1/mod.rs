@@ -33,7 +33,7 @@ pub use self::framing::{
     content_lengths, never_has_length, put_content_length, transfer_codings,
 };
 pub use self::host::{Hosts, settle_host, valid_host};
-pub use self::raw::{FieldBlock, RawHeaders};
+pub use self::raw::{Block, FieldBlock, RawHeaders};
 pub use self::request::{
     BodyFraming, RequestError, RequestHead, encode_request_head, parse_request_head,
 };

@@ -56,8 +56,61 @@ impl Field {
 /// vector of fields would be one more per response.
 pub type Fields = SmallVec<[Field; 12]>;
 
-/// Fields shared by many responses (built once, referenced by each).
-pub type FieldBlock = std::sync::Arc<[(HeaderName, HeaderValue)]>;
+/// Fields shared by many responses, built once and referenced by each, with their wire form
+/// rendered once too: the listener writes the block with one copy instead of four per field
+/// (callgrind: ~300 instructions a response for the ten security headers).
+#[derive(Debug)]
+pub struct Block {
+    fields: Box<[(HeaderName, HeaderValue)]>,
+    wire: Box<[u8]>,
+}
+
+pub type FieldBlock = std::sync::Arc<Block>;
+
+impl Block {
+    /// A block of `fields`. Fields that frame a message (`Connection`, `Content-Length`,
+    /// `Transfer-Encoding`) or that the listener writes itself (`Date`) are not for a block:
+    /// they are left out.
+    pub fn new(fields: Vec<(HeaderName, HeaderValue)>) -> FieldBlock {
+        let fields: Box<[_]> = fields
+            .into_iter()
+            .filter(|(n, _)| {
+                !matches!(
+                    n.as_str(),
+                    "connection" | "content-length" | "transfer-encoding" | "date"
+                )
+            })
+            .collect();
+        let mut wire = Vec::new();
+        for (name, value) in &fields {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        }
+        std::sync::Arc::new(Self {
+            fields,
+            wire: wire.into(),
+        })
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, (HeaderName, HeaderValue)> {
+        self.fields.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// `name: value\r\n` for each field, as the listener writes them.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+}
 
 /// Response header fields as received, minus the ones that frame the message: the
 /// listener frames the body itself, and `Content-Length` is kept as a number
@@ -120,9 +173,26 @@ impl RawHeaders {
         }
     }
 
+    /// [`RawHeaders::for_each`], but a block of fields comes as its wire form, whole.
+    #[inline]
+    pub fn for_each_wire<'a>(
+        &'a self,
+        mut field: impl FnMut(&'a [u8], &'a [u8]),
+        block: impl FnOnce(&'a [u8]),
+    ) {
+        for f in &self.fields {
+            field(&self.head[f.name()], &self.head[f.value()]);
+        }
+        for (name, value) in &self.added {
+            field(name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(b) = &self.block {
+            block(b.wire());
+        }
+    }
+
     /// Adds a block of fields after the others (one block: a second replaces the first).
     pub fn add_block(&mut self, block: FieldBlock) {
-        self.connection |= block.iter().any(|(n, _)| n == CONNECTION);
         self.block = Some(block);
     }
 

@@ -263,24 +263,32 @@ pub fn encode_response_head(
     let mut has_date = false;
     let mut has_length = false;
     let fields = HeaderView::of(parts);
-    fields.for_each(|name, value| {
-        if name.eq_ignore_ascii_case(b"connection")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-        {
-            return;
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if !keep_length {
+    let mut block = None;
+    fields.for_each_wire(
+        |name, value| {
+            if name.eq_ignore_ascii_case(b"connection")
+                || name.eq_ignore_ascii_case(b"transfer-encoding")
+            {
                 return;
             }
-            has_length = true;
-        }
-        has_date |= name.eq_ignore_ascii_case(b"date");
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    });
+            if name.eq_ignore_ascii_case(b"content-length") {
+                if !keep_length {
+                    return;
+                }
+                has_length = true;
+            }
+            has_date |= name.eq_ignore_ascii_case(b"date");
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        },
+        // A block never holds framing fields or Date (`Block::new`).
+        |wire| block = Some(wire),
+    );
+    if let Some(wire) = block {
+        out.extend_from_slice(wire);
+    }
     if !has_date {
         out.extend_from_slice(b"date: ");
         with_date(|d| out.extend_from_slice(d));

@@ -57,6 +57,21 @@ impl<'a> HeaderView<'a> {
         }
     }
 
+    /// [`HeaderView::for_each`] for the writer: a block of fields comes as its wire form.
+    #[inline]
+    pub fn for_each_wire(
+        &self,
+        mut field: impl FnMut(&'a [u8], &'a [u8]),
+        block: impl FnOnce(&'a [u8]),
+    ) {
+        for (name, value) in self.map {
+            field(name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(raw) = self.raw {
+            raw.for_each_wire(field, block);
+        }
+    }
+
     /// The values of the `Connection` fields. Why a method of its own: asked of every
     /// response the listener writes, and the raw fields answer it without a scan.
     pub fn connection(&self) -> impl Iterator<Item = &'a [u8]> + 'a {

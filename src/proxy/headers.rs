@@ -106,16 +106,32 @@ pub fn strip_client_identity(headers: &mut HeaderMap) {
 
 /// Removes hop-by-hop headers, including every header that `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, false);
+}
+
+/// What a request loses on its way to a task: the hop-by-hop headers and every identity
+/// header the client sent ([`strip_client_identity`]), found in one pass over the names.
+pub fn strip_for_upstream(headers: &mut HeaderMap) {
+    strip(headers, true);
+}
+
+fn strip(headers: &mut HeaderMap, identity: bool) {
     // Why a scan first: most messages carry none of them, or only `Connection`. A pass over
     // the names is far cheaper than eight hashed removals per message, which the profile
     // showed at 5 % of all work.
     let mut present = [false; 8];
     let mut any = false;
+    let mut spoofed = false;
     for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name.as_str().as_bytes()) {
+        let name = name.as_str().as_bytes();
+        if let Some(i) = hop_by_hop_index(name) {
             present[i] = true;
             any = true;
         }
+        spoofed |= identity && is_identity(name);
+    }
+    if spoofed {
+        strip_client_identity(headers);
     }
     if !any {
         return;

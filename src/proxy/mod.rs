@@ -16,7 +16,6 @@ use http::response;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
-use http_body_util::Either;
 
 use self::compress::Compressor;
 use self::cors::{Cors, Verdict};
@@ -175,15 +174,13 @@ impl Gateway {
         let resp = match result {
             Ok(((mut head, body), cors)) => {
                 self.finish(&mut head, request_id, cors);
-                let body = match gzip {
-                    Some((c, method))
-                        if c.prepare(&method, &mut head, body.size_hint().exact()) =>
-                    {
-                        Either::Right(c.wrap(body))
-                    }
-                    _ => Either::Left(body),
-                };
-                // The upstream body is boxed once, inside the record (not before it too).
+                // The upstream body is boxed once, inside the record (not before it too); two
+                // calls rather than an `Either`, which cost ~130 instructions a response.
+                if let Some((c, method)) = gzip
+                    && c.prepare(&method, &mut head, body.size_hint().exact())
+                {
+                    return record.attach(Response::from_parts(head, c.wrap(body)));
+                }
                 return record.attach(Response::from_parts(head, body));
             }
             Err(resp) => resp,
@@ -251,10 +248,9 @@ impl Gateway {
                 path: path.clone().into_owned(),
             })?;
         record.routed(route.index, &route.name, upstream.name());
-        // Identity is the gateway's to tell: what a client sent under these names is gone on
-        // every route, public ones too, before anything is added.
-        headers::strip_client_identity(&mut head.headers);
-        if route.auth == AuthMode::Required {
+        // Verified before anything is stripped (a `Connection` header cannot take the token
+        // away); the identity is added once the client's own is gone, below.
+        let identity = if route.auth == AuthMode::Required {
             // Validation refuses a required route without [auth]; refused here too if not.
             let identity = self
                 .auth
@@ -262,10 +258,10 @@ impl Gateway {
                 .ok_or(ProxyError::Unauthorized(AuthError::Missing))?
                 .authenticate(&head.headers, crate::clock::now())
                 .map_err(ProxyError::Unauthorized)?;
-            identity.apply(&mut head.headers);
-            head.headers
-                .insert(auth::X_REQUEST_TIMESTAMP, auth::request_timestamp());
-        }
+            Some(identity)
+        } else {
+            None
+        };
         if content_length(&head.headers).is_some_and(|len| len > self.max_body) {
             return Err(ProxyError::PayloadTooLarge {
                 limit: self.max_body,
@@ -278,7 +274,14 @@ impl Gateway {
         }
 
         let host = headers::request_host(&head.headers, &head.uri);
-        headers::strip_hop_by_hop(&mut head.headers);
+        // Identity is the gateway's to tell: what a client sent under these names is gone on
+        // every route, public ones too, before anything is added.
+        headers::strip_for_upstream(&mut head.headers);
+        if let Some(identity) = identity {
+            identity.apply(&mut head.headers);
+            head.headers
+                .insert(auth::X_REQUEST_TIMESTAMP, auth::request_timestamp());
+        }
         // Room for the X-Forwarded-* headers (and Host), grown once rather than per insert:
         // hyper sizes the map to the headers the client sent.
         head.headers.reserve(4);

@@ -10,13 +10,11 @@
 //! the upstream set none of them (the usual case), and the response's fields are read once,
 //! through the header view every consumer uses.
 
-use std::sync::Arc;
-
 use http::response::Parts;
 use http::{HeaderName, HeaderValue};
 
 use crate::config::SecurityHeadersConfig;
-use crate::http1::{FieldBlock, HeaderViewMut};
+use crate::http1::{Block, FieldBlock, HeaderViewMut};
 
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
@@ -51,7 +49,7 @@ impl SecurityHeaders {
             .iter()
             .fold(0u64, |m, (n, _)| m | 1u64 << n.as_str().len().min(63));
         Some(Self {
-            block: Arc::from(block),
+            block: Block::new(block),
             lengths,
         })
     }
