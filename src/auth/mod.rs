@@ -25,6 +25,7 @@ pub use self::identity::X_REQUEST_TIMESTAMP;
 use self::jwt::{Refused, Verifier};
 use self::token::Located;
 use crate::config::{AuthConfig, Secret};
+use crate::http1::{Block, FieldBlock};
 use crate::shard::Sharded;
 
 /// Per worker: a client's requests arrive on one connection, served by one worker.
@@ -44,34 +45,38 @@ pub enum AuthError {
     Malformed,
 }
 
-/// The identity headers of one verified token, shared by every request that carries it.
+/// The identity headers of one verified token, shared by every request that carries it, with
+/// their wire form rendered once.
 #[derive(Debug)]
 pub struct Identity {
-    headers: Vec<(HeaderName, HeaderValue)>,
+    block: FieldBlock,
 }
 
 impl Identity {
     pub fn new(headers: Vec<(HeaderName, HeaderValue)>) -> Self {
-        Self { headers }
-    }
-
-    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.headers
-    }
-
-    /// Adds the headers to a request (after the client's own were removed).
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        for (name, value) in &self.headers {
-            headers.insert(name.clone(), value.clone());
+        Self {
+            block: Block::new(headers),
         }
+    }
+
+    pub fn headers(&self) -> impl Iterator<Item = &(HeaderName, HeaderValue)> {
+        self.block.iter()
+    }
+
+    /// The headers as one block, for the upstream client to write after the request's own.
+    /// Why not eleven inserts into the request's map: each hashes a name the map has never
+    /// seen (callgrind: ~1,500 instructions per authenticated request, against one extension).
+    pub fn block(&self) -> &FieldBlock {
+        &self.block
     }
 
     /// What it holds, for the cache's byte bound.
     fn size(&self) -> usize {
-        self.headers
+        self.block
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 64)
-            .sum()
+            .sum::<usize>()
+            + self.block.wire().len()
     }
 }
 

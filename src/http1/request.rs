@@ -21,6 +21,7 @@ use super::framing::{
     transfer_codings,
 };
 use super::host::{Hosts, settle_host};
+use super::raw::Block;
 
 /// A request the listener refuses before it reaches the proxy; the connection closes after
 /// the answer.
@@ -294,11 +295,13 @@ fn names_a_version(buf: &[u8]) -> bool {
 ///
 /// Why no escaping: `Method`, the path and `HeaderValue` cannot hold CR or LF (the `http`
 /// crate rejects them on construction), so nothing here can split the head.
+/// `block`: fields the gateway adds beside the map (the identity), written after it.
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    block: Option<&Block>,
     framing: RequestFraming,
 ) {
     out.clear();
@@ -314,6 +317,9 @@ pub fn encode_request_head(
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(block) = block {
+        out.extend_from_slice(block.wire());
     }
     match framing {
         RequestFraming::None => {}
@@ -577,6 +583,29 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_block_of_fields_goes_after_the_map_and_before_the_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("gw"));
+        let block = Block::new(vec![(
+            http::HeaderName::from_static("x-user-id"),
+            HeaderValue::from_static("u1"),
+        )]);
+        let mut out = Vec::new();
+        encode_request_head(
+            &mut out,
+            &Method::POST,
+            "/",
+            &headers,
+            Some(&block),
+            RequestFraming::Length(2),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST / HTTP/1.1\r\nhost: gw\r\nx-user-id: u1\r\ncontent-length: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn request_head_replaces_the_clients_framing_with_the_bodys() {
         let mut headers = HeaderMap::new();
         headers.insert(HOST, HeaderValue::from_static("gw"));
@@ -590,6 +619,7 @@ pub(super) mod tests {
             &Method::POST,
             "/p?q=1",
             &headers,
+            None,
             RequestFraming::Length(5),
         );
         assert_eq!(
@@ -601,6 +631,7 @@ pub(super) mod tests {
             &Method::PUT,
             "/",
             &headers,
+            None,
             RequestFraming::Chunked,
         );
         assert!(
@@ -613,6 +644,7 @@ pub(super) mod tests {
             &Method::GET,
             "/",
             &HeaderMap::new(),
+            None,
             RequestFraming::None,
         );
         assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");

@@ -278,7 +278,7 @@ impl Gateway {
         // every route, public ones too, before anything is added.
         headers::strip_for_upstream(&mut head.headers);
         if let Some(identity) = identity {
-            identity.apply(&mut head.headers);
+            head.extensions.insert(identity.block().clone());
             head.headers
                 .insert(auth::X_REQUEST_TIMESTAMP, auth::request_timestamp());
         }

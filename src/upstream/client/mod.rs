@@ -141,7 +141,14 @@ impl Client {
                 // grow every request's future.
                 None => (Box::pin(self.connect(&**endpoint)).await?, false),
             };
-            http1::encode_request_head(&mut conn.write, &method, target, req.headers(), framing);
+            http1::encode_request_head(
+                &mut conn.write,
+                &method,
+                target,
+                req.headers(),
+                req.extensions().get::<http1::FieldBlock>().map(|b| &**b),
+                framing,
+            );
             if let Some(Some(data)) = &inline {
                 conn.write.extend_from_slice(data);
             }
