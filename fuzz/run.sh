@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(request_head response_head chunked framing_fields)
+[ "${#targets[@]}" -gt 0 ] || targets=(request_head response_head chunked framing_fields edge_headers)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
