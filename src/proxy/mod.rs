@@ -1,5 +1,8 @@
 //! The proxy: from a client's request to an upstream's response, with the header rules and
-//! error answers of [`headers`] and [`error`].
+//! error answers of [`headers`] and [`error`]. On the way in: route, identity (`crate::auth`
+//! on `auth = "required"` routes), CORS preflights answered here ([`cors`]); on the way out,
+//! for every answer, the task's and the gateway's own: request id, CORS grants, security
+//! headers ([`security`]), gzip ([`compress`]).
 
 pub mod compress;
 pub mod cors;
