@@ -2,7 +2,7 @@
 //!
 //! A token comes from `Authorization: Bearer` or the signed cookie ([`token`]), is verified as
 //! the old gateway's `jsonwebtoken` did ([`jwt`]), and becomes the `X-User-*` headers
-//! ([`identity`]). Verified tokens are remembered per worker ([`cache`]), so a client's
+//! ([`identity`]). Verified tokens are remembered per worker (`cache`), so a client's
 //! repeated requests cost a hash lookup. Plain code over a header map and a time: no I/O, no
 //! HTTP exchange, tested against the old gateway's own answers
 //! (`../shared/compat/identity-vectors.json`, `tests/identity.rs`).
