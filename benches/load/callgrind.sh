@@ -5,6 +5,8 @@
 # instructions per request whatever else the machine does (BENCHMARKS.md, session 9).
 #
 #   benches/load/callgrind.sh target/release/stratix-gateway /tmp/gw-before
+#   AUTH=1 benches/load/callgrind.sh target/release/stratix-gateway   # [auth] on, every request
+#                                                                     # with a bearer token
 #
 # Needs valgrind, nginx (nginx-light), wrk and curl from Debian. Loopback only; every wrk run
 # is bounded; everything started here is stopped on exit. Dumps stay in $STATE (printed).
@@ -15,10 +17,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 # The load script's own task and gateway configs (one worker), so both measure the same thing.
-path=$(python3 - "$STATE" "$(dirname "$0")" <<'EOP'
+path=$(python3 - "$STATE" "$(dirname "$0")" "${AUTH:-}" <<'EOP'
 import sys
 from pathlib import Path
-state, here = Path(sys.argv[1]), sys.argv[2]
+state, here, auth = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 sys.path.insert(0, here)
 import run
 for i, host in enumerate(run.TASKS):
@@ -26,8 +28,11 @@ for i, host in enumerate(run.TASKS):
     (state / f"{name}.conf").write_text(run.UPSTREAM_NGINX.format(
         state=state, name=name, workers=1, listen=f"{host}:{run.TASK_PORT}"))
 eps = ", ".join(f'"{h}:{run.TASK_PORT}"' for h in run.TASKS)
-(state / "gw.toml").write_text(run.GATEWAY_TOML.format(
-    listen="127.0.0.1:18090", admin="127.0.0.1:18190", workers=1, endpoints=eps))
+toml = run.GATEWAY_TOML.format(listen="127.0.0.1:18090", admin="127.0.0.1:18190", workers=1, endpoints=eps)
+if auth:
+    toml += run.AUTH_TOML.format(secret=run.AUTH_SECRET)
+    (state / "auth.header").write_text(f"Authorization: Bearer {run.bench_token(run.AUTH_SECRET)}")
+(state / "gw.toml").write_text(toml)
 print(run.BENCH_PATH)
 EOP
 )
@@ -37,6 +42,8 @@ for i in 1 2 3; do
 done
 sleep 1
 n=0
+hdr=()
+[ -f "$STATE/auth.header" ] && hdr=(-H "$(cat "$STATE/auth.header")")
 for bin in "$@"; do
   n=$((n + 1))
   out="$STATE/callgrind.$n"
@@ -44,9 +51,9 @@ for bin in "$@"; do
     2>"$STATE/valgrind.$n.log" &
   vg=$!
   for _ in $(seq 1 300); do curl -fs http://127.0.0.1:18090/health >/dev/null && break; sleep 0.2; done
-  timeout 30 wrk -t1 -c16 -d5s "http://127.0.0.1:18090$path" >/dev/null
+  timeout 30 wrk -t1 -c16 -d5s "${hdr[@]}" "http://127.0.0.1:18090$path" >/dev/null
   callgrind_control -z "$vg" >/dev/null
-  report=$(timeout 30 wrk -t1 -c16 -d10s "http://127.0.0.1:18090$path")
+  report=$(timeout 30 wrk -t1 -c16 -d10s "${hdr[@]}" "http://127.0.0.1:18090$path")
   callgrind_control -d "$vg" >/dev/null
   sleep 1
   requests=$(awk '/requests in/ {print $1}' <<<"$report")

@@ -280,11 +280,11 @@ impl Gateway {
         // Identity is the gateway's to tell: what a client sent under these names is gone on
         // every route, public ones too, before anything is added.
         headers::strip_for_upstream(&mut head.headers);
-        if let Some(identity) = identity {
-            head.extensions.insert(identity.block().clone());
+        let identity = identity.map(|identity| {
             head.headers
                 .insert(auth::X_REQUEST_TIMESTAMP, auth::request_timestamp());
-        }
+            identity.block().clone()
+        });
         // Room for the X-Forwarded-* headers (and Host), grown once rather than per insert:
         // hyper sizes the map to the headers the client sent.
         head.headers.reserve(4);
@@ -312,7 +312,10 @@ impl Gateway {
         // attempts it caused are load on the tasks and belong in its access-log line.
         let mut traced = Traced {
             record,
-            trace: Trace::default(),
+            trace: Trace {
+                fields: identity,
+                ..Trace::default()
+            },
         };
         let sent = upstream.send(&mut req, &mut traced.trace).await;
         let deadline = traced.trace.deadline;

@@ -131,7 +131,7 @@ impl HttpProbe {
             .map_err(|e| format!("request: {e}"))?;
         let resp = self
             .client
-            .send(&task, &mut req)
+            .send(&task, &mut req, None)
             .await
             .map_err(|e| ErrorChain(&e).to_string())?;
         let status = resp.status();

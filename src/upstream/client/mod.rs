@@ -104,10 +104,12 @@ impl Client {
 
     /// Sends `req` (origin-form URI) to `endpoint` over an idle connection or a new one. A
     /// body held in memory is left in `req` as it was (for a retry); a streamed one is consumed.
+    /// `fields`: added after the request's own (see `Trace::fields`).
     pub async fn send<O: Origin>(
         &self,
         endpoint: &Arc<O>,
         req: &mut Request<RequestBody>,
+        fields: Option<&http1::Block>,
     ) -> Result<Response<PooledBody>, ClientError> {
         if !req.headers().contains_key(HOST) {
             // HTTP/1.1 requires Host; a client that sent none gets the task's address.
@@ -146,7 +148,7 @@ impl Client {
                 &method,
                 target,
                 req.headers(),
-                req.extensions().get::<http1::FieldBlock>().map(|b| &**b),
+                fields,
                 framing,
             );
             if let Some(Some(data)) = &inline {
@@ -273,7 +275,7 @@ mod tests {
         let (ep, accepted) = task(b"hello", false).await;
         let client = client();
         for _ in 0..5 {
-            let resp = client.send(&ep, &mut get()).await.unwrap();
+            let resp = client.send(&ep, &mut get(), None).await.unwrap();
             assert_eq!(read(resp).await, "hello");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -285,7 +287,7 @@ mod tests {
         let (ep, accepted) = task(b"bye", true).await;
         let client = client();
         for _ in 0..3 {
-            let resp = client.send(&ep, &mut get()).await.unwrap();
+            let resp = client.send(&ep, &mut get(), None).await.unwrap();
             assert_eq!(read(resp).await, "bye");
             // Wait until the connection task has seen the close (as it would between real
             // requests); the idle entry stays in the list until a checkout skips it.
@@ -303,7 +305,7 @@ mod tests {
     async fn connections_idle_past_the_timeout_are_not_used_and_get_swept() {
         let (ep, _) = task(b"ok", false).await;
         let client = client();
-        read(client.send(&ep, &mut get()).await.unwrap()).await;
+        read(client.send(&ep, &mut get(), None).await.unwrap()).await;
         assert_eq!(ep.pool().len(), 1);
         let timeout = Duration::from_secs(4);
         let later = tokio::time::Instant::now() + timeout;
@@ -314,7 +316,7 @@ mod tests {
             "an expired connection is closed, not kept"
         );
 
-        read(client.send(&ep, &mut get()).await.unwrap()).await;
+        read(client.send(&ep, &mut get(), None).await.unwrap()).await;
         ep.pool().sweep(tokio::time::Instant::now(), timeout);
         assert_eq!(ep.pool().len(), 1, "a fresh connection survives the sweep");
         ep.pool()
@@ -327,12 +329,16 @@ mod tests {
         static BIG: [u8; 256 * 1024] = [b'x'; 256 * 1024];
         let (ep, accepted) = task(&BIG, false).await;
         let client = client();
-        let mut body = client.send(&ep, &mut get()).await.unwrap().into_body();
+        let mut body = client
+            .send(&ep, &mut get(), None)
+            .await
+            .unwrap()
+            .into_body();
         let first = body.frame().await.unwrap().unwrap();
         assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
         drop(body);
         assert_eq!(ep.pool().len(), 0, "half-read connections are never reused");
-        let resp = client.send(&ep, &mut get()).await.unwrap();
+        let resp = client.send(&ep, &mut get(), None).await.unwrap();
         assert_eq!(read(resp).await.len(), BIG.len());
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -343,7 +349,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let ep = Task::at(addr);
-        let Err(err) = client().send(&ep, &mut get()).await else {
+        let Err(err) = client().send(&ep, &mut get(), None).await else {
             panic!("a closed port answered");
         };
         assert!(matches!(err, ClientError::Connect(_)), "{err:?}");
@@ -360,11 +366,11 @@ mod tests {
         })
         .await;
         let client = client();
-        read(client.send(&ep, &mut get()).await.unwrap()).await;
+        read(client.send(&ep, &mut get(), None).await.unwrap()).await;
         let mut req = get();
         req.headers_mut()
             .insert(HOST, HeaderValue::from_static("gw.example"));
-        read(client.send(&ep, &mut req).await.unwrap()).await;
+        read(client.send(&ep, &mut req, None).await.unwrap()).await;
         let heads = heads.lock().unwrap().clone();
         let host = |h: &str| {
             h.lines()
@@ -468,7 +474,7 @@ mod tests {
         })
         .await;
         for _ in 0..3 {
-            let resp = client().send(&ep, &mut get()).await.unwrap();
+            let resp = client().send(&ep, &mut get(), None).await.unwrap();
             assert_eq!(read(resp).await, "hello");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -479,7 +485,7 @@ mod tests {
     async fn a_body_delimited_by_the_close_is_read_whole_and_the_connection_not_kept() {
         let (ep, _, _) =
             scripted(|_| (vec![b"HTTP/1.1 200 OK\r\n\r\nup to ", b"the end"], true)).await;
-        let resp = client().send(&ep, &mut get()).await.unwrap();
+        let resp = client().send(&ep, &mut get(), None).await.unwrap();
         assert_eq!(read(resp).await, "up to the end");
         assert_eq!(ep.pool().len(), 0);
     }
@@ -506,18 +512,21 @@ mod tests {
         })
         .await;
         let client = client();
-        let head = client.send(&ep, &mut request(Method::HEAD)).await.unwrap();
+        let head = client
+            .send(&ep, &mut request(Method::HEAD), None)
+            .await
+            .unwrap();
         // The length a GET would have is the client's to see.
         let raw = head.extensions().get::<crate::http1::RawHeaders>().unwrap();
         assert_eq!(raw.content_length(), Some(5));
         assert_eq!(read(head).await, "");
-        let no_content = client.send(&ep, &mut get()).await.unwrap();
+        let no_content = client.send(&ep, &mut get(), None).await.unwrap();
         assert_eq!(no_content.status(), 204);
         assert_eq!(read(no_content).await, "");
-        let not_modified = client.send(&ep, &mut get()).await.unwrap();
+        let not_modified = client.send(&ep, &mut get(), None).await.unwrap();
         assert_eq!(not_modified.status(), 304);
         assert_eq!(read(not_modified).await, "");
-        let ok = client.send(&ep, &mut get()).await.unwrap();
+        let ok = client.send(&ep, &mut get(), None).await.unwrap();
         assert_eq!(read(ok).await, "ok");
         // Had any of the empty answers been read as having a body, the next would be lost.
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -548,7 +557,7 @@ mod tests {
         .await;
         let client = client();
         for expected in ["a", "b", "c", "d"] {
-            let resp = client.send(&ep, &mut get()).await.unwrap();
+            let resp = client.send(&ep, &mut get(), None).await.unwrap();
             assert_eq!(read(resp).await, expected);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
@@ -575,7 +584,7 @@ mod tests {
             })
             .await;
         let client = client();
-        let err = client.send(&ep, &mut get()).await.unwrap_err();
+        let err = client.send(&ep, &mut get(), None).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -583,18 +592,18 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = client.send(&ep, &mut get()).await.unwrap_err();
+        let err = client.send(&ep, &mut get(), None).await.unwrap_err();
         assert!(matches!(err, ClientError::ClosedBeforeResponse), "{err:?}");
         assert!(
             !err.is_not_sent(),
             "the request went out: it may have been processed"
         );
-        let resp = client.send(&ep, &mut get()).await.unwrap();
+        let resp = client.send(&ep, &mut get(), None).await.unwrap();
         let err = resp.into_body().collect().await.unwrap_err();
         assert!(matches!(err, ClientError::ClosedMidBody), "{err:?}");
         assert_eq!(ep.pool().len(), 0);
         assert_eq!(
-            read(client.send(&ep, &mut get()).await.unwrap()).await,
+            read(client.send(&ep, &mut get(), None).await.unwrap()).await,
             "ok"
         );
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
@@ -618,7 +627,7 @@ mod tests {
             .unwrap();
         req.headers_mut()
             .insert(HOST, HeaderValue::from_static("gw"));
-        let resp = client().send(&ep, &mut req).await.unwrap();
+        let resp = client().send(&ep, &mut req, None).await.unwrap();
         assert_eq!(resp.status(), 201);
         let seen = requests.lock().unwrap().clone();
         assert_eq!(
@@ -642,7 +651,7 @@ mod tests {
                 .body(RequestBody::buffered(Bytes::from_static(data)))
                 .unwrap();
             for _ in 0..2 {
-                let resp = client.send(&ep, &mut req).await.unwrap();
+                let resp = client.send(&ep, &mut req, None).await.unwrap();
                 assert_eq!(read(resp).await, "");
             }
             assert!(req.body().is_replayable());
