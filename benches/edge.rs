@@ -37,6 +37,17 @@ fn token(user: u32) -> String {
     .unwrap()
 }
 
+fn authenticator() -> Authenticator {
+    Authenticator::new(&AuthConfig {
+        secret: Some(Secret::new(SECRET)),
+        secret_file: None,
+        cookie_name: "wps_jwt_token".into(),
+        issuer: None,
+        audience: None,
+    })
+    .unwrap()
+}
+
 fn verify(c: &mut Criterion) {
     let t = token(1);
     let verifier = Verifier::new(SECRET.as_bytes(), None, None);
@@ -64,14 +75,7 @@ fn verify(c: &mut Criterion) {
             ))
         })
     });
-    let auth = Authenticator::new(&AuthConfig {
-        secret: Some(Secret::new(SECRET)),
-        secret_file: None,
-        cookie_name: "wps_jwt_token".into(),
-        issuer: None,
-        audience: None,
-    })
-    .unwrap();
+    let auth = authenticator();
     let mut bearer = HeaderMap::new();
     bearer.insert(
         "authorization",
@@ -91,14 +95,7 @@ fn verify(c: &mut Criterion) {
     );
     let (entries, bytes) = auth.cache_size();
     println!("cache after 1 token: {entries} entries, {bytes} bytes");
-    let many = Authenticator::new(&AuthConfig {
-        secret: Some(Secret::new(SECRET)),
-        secret_file: None,
-        cookie_name: "wps_jwt_token".into(),
-        issuer: None,
-        audience: None,
-    })
-    .unwrap();
+    let many = authenticator();
     for user in 0..10_000 {
         let mut h = HeaderMap::new();
         h.insert(

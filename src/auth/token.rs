@@ -111,14 +111,15 @@ pub fn sign(value: &str, secret: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use http::HeaderValue;
 
     use super::*;
 
     const SECRET: &[u8] = b"s3cret";
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map of `(name, value)` pairs (shared with other modules' tests).
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
             h.append(

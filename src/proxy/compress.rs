@@ -230,6 +230,7 @@ mod tests {
     use http::header::CONTENT_LENGTH;
 
     use super::*;
+    use crate::auth::token::tests::headers;
     use crate::http1::RawHeaders;
 
     fn gz() -> Compressor {
@@ -242,17 +243,6 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         out
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     #[test]
