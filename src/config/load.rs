@@ -100,15 +100,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    const MINIMAL: &str = r#"
-        [upstreams.app-icalink]
-        endpoints = ["127.0.0.1:3000"]
-
-        [[routes]]
-        prefix = "/api/icalink/"
-        upstream = "app-icalink"
-    "#;
+    use crate::config::tests::MINIMAL;
 
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {

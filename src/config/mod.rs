@@ -589,7 +589,8 @@ impl Serialize for Secret {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// The smallest valid configuration (shared with `load`'s tests).
+    pub(super) const MINIMAL: &str = r#"
         [upstreams.app-icalink]
         endpoints = ["127.0.0.1:3000"]
 
