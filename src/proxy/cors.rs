@@ -19,7 +19,6 @@ use http::header::{
     VARY,
 };
 use http::request::Parts as RequestParts;
-use http::response::Parts as ResponseParts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 
@@ -118,8 +117,7 @@ impl Cors {
 
     /// An actual request's answer: the grants for an allowed origin (replacing any the task
     /// sent: the gateway decides), `Vary: Origin` either way.
-    pub fn decorate(&self, head: &mut ResponseParts, allowed: Option<HeaderValue>) {
-        let mut fields = HeaderViewMut::of(head);
+    pub fn decorate(&self, fields: &mut HeaderViewMut<'_>, allowed: Option<HeaderValue>) {
         let mut theirs = false;
         fields.view().for_each(|n, _| {
             theirs =
@@ -241,7 +239,10 @@ mod tests {
         head.extensions.insert(crate::http1::RawHeaders::from_head(
             "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n",
         ));
-        c.decorate(&mut head, Some(HeaderValue::from_static(APP)));
+        c.decorate(
+            &mut HeaderViewMut::of(&mut head),
+            Some(HeaderValue::from_static(APP)),
+        );
         let mut got = Vec::new();
         crate::http1::HeaderView::of(&head).for_each(|n, v| {
             got.push(format!(
@@ -260,7 +261,7 @@ mod tests {
             ]
         );
         let (mut denied, ()) = http::Response::new(()).into_parts();
-        c.decorate(&mut denied, None);
+        c.decorate(&mut HeaderViewMut::of(&mut denied), None);
         assert_eq!(denied.headers.len(), 1, "{:?}", denied.headers);
         assert_eq!(denied.headers[VARY], "Origin");
     }

@@ -185,8 +185,7 @@ pub fn strip_hop_by_hop_response(fields: &mut HeaderViewMut<'_>) {
 }
 
 /// Gives a response the request id unless it carries one already (an upstream's own is kept).
-pub fn answer_request_id(parts: &mut http::response::Parts, id: HeaderValue) {
-    let mut fields = HeaderViewMut::of(parts);
+pub fn answer_request_id(fields: &mut HeaderViewMut<'_>, id: HeaderValue) {
     if !fields.view().contains(&X_REQUEST_ID) {
         fields.append(X_REQUEST_ID, id);
     }
@@ -496,7 +495,10 @@ mod tests {
                 resp.extensions_mut().insert(RawHeaders::from_head(raw));
             }
             let (mut parts, ()) = resp.into_parts();
-            answer_request_id(&mut parts, HeaderValue::from_static("gw-1"));
+            answer_request_id(
+                &mut HeaderViewMut::of(&mut parts),
+                HeaderValue::from_static("gw-1"),
+            );
             let resp = http::Response::from_parts(parts, ());
             let mut ids: Vec<String> = resp
                 .headers()

@@ -193,14 +193,16 @@ impl Gateway {
         record.attach(Response::from_parts(head, body))
     }
 
-    /// What every answer gets on its way out, the task's and the gateway's own.
+    /// What every answer gets on its way out, the task's and the gateway's own: through one
+    /// view of its fields (each view looks its raw fields up in the extensions).
     fn finish(&self, head: &mut response::Parts, request_id: HeaderValue, cors: Verdict) {
-        headers::answer_request_id(head, request_id);
+        let mut fields = HeaderViewMut::of(head);
+        headers::answer_request_id(&mut fields, request_id);
         if let (Some(c), Verdict::Actual { allowed }) = (&self.cors, cors) {
-            c.decorate(head, allowed);
+            c.decorate(&mut fields, allowed);
         }
         if let Some(s) = &self.security {
-            s.apply(head);
+            s.apply(&mut fields);
         }
     }
 
@@ -225,7 +227,7 @@ impl Gateway {
         // A browser must be able to read the error too (a 401 from an allowed origin).
         let (mut head, body) = err.into_response().into_parts();
         if let (Some(c), Verdict::Actual { allowed }) = (&self.cors, cors) {
-            c.decorate(&mut head, allowed);
+            c.decorate(&mut HeaderViewMut::of(&mut head), allowed);
         }
         Response::from_parts(head, body)
     }

@@ -10,7 +10,6 @@
 //! the upstream set none of them (the usual case), and the response's fields are read once,
 //! through the header view every consumer uses.
 
-use http::response::Parts;
 use http::{HeaderName, HeaderValue};
 
 use crate::config::SecurityHeadersConfig;
@@ -63,8 +62,7 @@ impl SecurityHeaders {
     }
 
     /// Adds the headers the response does not carry already.
-    pub fn apply(&self, head: &mut Parts) {
-        let mut fields = HeaderViewMut::of(head);
+    pub fn apply(&self, fields: &mut HeaderViewMut<'_>) {
         let mut any = false;
         fields
             .view()
@@ -83,6 +81,8 @@ impl SecurityHeaders {
 
 #[cfg(test)]
 mod tests {
+    use http::response::Parts;
+
     use crate::http1::{HeaderView, RawHeaders};
 
     use super::*;
@@ -109,9 +109,9 @@ mod tests {
         let s = SecurityHeaders::new(&SecurityHeadersConfig::default()).unwrap();
         let mut up =
             proxied("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n");
-        s.apply(&mut up);
+        s.apply(&mut HeaderViewMut::of(&mut up));
         let (mut ours, ()) = http::Response::new(()).into_parts();
-        s.apply(&mut ours);
+        s.apply(&mut HeaderViewMut::of(&mut ours));
         for parts in [&up, &ours] {
             let h = written(parts);
             for (name, value) in [
@@ -146,7 +146,7 @@ mod tests {
         let mut up = proxied(
             "HTTP/1.1 200 OK\r\nX-Frame-Options: DENY\r\nstrict-transport-security: max-age=60\r\nContent-Length: 0\r\n\r\n",
         );
-        s.apply(&mut up);
+        s.apply(&mut HeaderViewMut::of(&mut up));
         let h = written(&up);
         let frame: Vec<_> = h.iter().filter(|(n, _)| n == "x-frame-options").collect();
         assert_eq!(frame, [&("x-frame-options".to_owned(), "DENY".to_owned())]);
@@ -168,7 +168,7 @@ mod tests {
         };
         let s = SecurityHeaders::new(&cfg).unwrap();
         let (mut ours, ()) = http::Response::new(()).into_parts();
-        s.apply(&mut ours);
+        s.apply(&mut HeaderViewMut::of(&mut ours));
         assert_eq!(ours.headers["x-frame-options"], "DENY");
         assert!(!ours.headers.contains_key("strict-transport-security"));
         assert_eq!(ours.headers.len(), 9);
