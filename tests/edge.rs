@@ -79,6 +79,37 @@ async fn security_headers_follow_the_config() {
     off.stop().await;
 }
 
+/// The load script's peers send what the gateway sends by default (BENCHMARKS compares them
+/// doing the same job): its list must follow the config's defaults.
+#[test]
+fn the_load_scripts_peers_send_the_default_security_headers() {
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load/run.py"),
+    )
+    .unwrap();
+    let start = script
+        .find("SECURITY_HEADERS = [")
+        .expect("SECURITY_HEADERS in run.py");
+    let end = start + script[start..].find("\n]").unwrap();
+    let listed: Vec<(String, String)> = script[start..end]
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut quoted = l.split('"').skip(1).step_by(2);
+            Some((
+                quoted.next()?.to_ascii_lowercase(),
+                quoted.next()?.to_owned(),
+            ))
+        })
+        .collect();
+    let defaults: Vec<(String, String)> = stratix_gateway::config::SecurityHeadersConfig::default()
+        .entries()
+        .iter()
+        .map(|(_, name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    assert_eq!(listed, defaults);
+}
+
 const APP: &str = "https://app.example.edu";
 
 async fn cors_gateway() -> (

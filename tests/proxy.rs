@@ -683,6 +683,67 @@ async fn an_upload_stalled_while_streamed_is_a_408_and_counts_against_no_one() {
     stalled_upload(100_000).await;
 }
 
+/// `client_body_timeout`: an upload that stops for longer than that gets its 408 then, long
+/// before the exchange's deadline (60 s here), counted against no one; the upstream
+/// connection that carried the start of a streamed body is closed, not kept for others.
+#[tokio::test]
+async fn an_upload_idle_past_client_body_timeout_is_a_408_and_frees_the_upstream_connection() {
+    use tokio::io::AsyncReadExt;
+    // A task that reads whatever comes and reports, for each connection, the bytes it got
+    // before the connection ended.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let ended_tx = ended_tx.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let _ = s.read_to_end(&mut got).await;
+                let _ = ended_tx.send(got);
+            });
+        }
+    });
+    let gw = Gateway::start(&config(
+        &[addr],
+        &[addr],
+        "client_body_timeout = \"300ms\"\n[upstreams.app-icalink.breaker]\ntimeout = \"60s\"",
+    ))
+    .await;
+    for length in [10, 100_000] {
+        let head =
+            format!("POST /api/icalink/x HTTP/1.1\r\nHost: gw\r\nContent-Length: {length}\r\n\r\n");
+        let reply = raw_exchange(
+            gw.addr,
+            &[head.as_bytes(), b"hello"].concat(),
+            Duration::from_secs(20),
+        )
+        .await;
+        assert!(
+            reply.starts_with("HTTP/1.1 408"),
+            "{length} bytes announced: {}",
+            &reply[..reply.len().min(200)]
+        );
+    }
+    // Held for a retry (10 bytes), the body never reached the task; streamed (100,000), its
+    // start did, and that connection was closed.
+    let got = tokio::time::timeout(Duration::from_secs(10), ended.recv())
+        .await
+        .expect("the upstream connection of the stalled upload is closed")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("POST /api/icalink/x HTTP/1.1\r\n") && got.ends_with("hello"),
+        "{got}"
+    );
+    assert!(ended.try_recv().is_err(), "one upstream connection only");
+    let icalink = upstream_status(&gw, "app-icalink").await;
+    assert_eq!(icalink["breaker"]["consecutive_failures"], 0, "{icalink}");
+    for e in icalink["endpoints"].as_array().unwrap() {
+        assert_eq!(e["consecutive_failures"], 0, "{icalink}");
+    }
+}
+
 /// The other side of the same rule: once the whole streamed body went out, the wait is for
 /// the task, and a task that does not answer is a 504 counted against the upstream.
 #[tokio::test]

@@ -6,14 +6,18 @@ Everything runs on loopback. Three fixed-response nginx "tasks" listen on 127.0.
 connections. wrk drives every target with identical settings, in rounds whose order rotates,
 so that a slow moment of the shared machine hits every target alike; the paired ratio compares
 the gateway with the best peer of the run (best median), round by round. Every proxy keeps
-idle upstream connections 60 s, so no round starts by refilling a pool.
+idle upstream connections 60 s, so no round starts by refilling a pool. nginx and HAProxy send
+the ten security headers the gateway sends by default (--bare-peers: without them).
 
     benches/load/run.py                       # full run: 3 rounds x 10 s per target
     benches/load/run.py --duration 3 --rounds 1 --targets gateway-1w,nginx-1w
     GATEWAY=target/release/stratix-gateway benches/load/run.py
     benches/load/run.py --baseline /tmp/gw-before --targets gateway-1w,baseline-1w   # A/B two builds
-    benches/load/run.py --targets gateway-1w,authgw-1w,nginx-1w   # authenticated traffic: every
-                                                    # request carries a bearer token ([auth] on)
+    benches/load/run.py --targets gateway-1w,authgw-1w,nginx-1w,authnginx-1w   # authenticated
+                                                    # traffic: every request carries a bearer token
+                                                    # ([auth] on); authnginx: nginx forwarding the same
+                                                    # token and sending the tasks the same identity
+                                                    # headers, verifying nothing (the bytes' own cost)
     benches/load/run.py --think 1-3 --max-steal 1   # the same load below saturation for all: p99 at
                                                     # equal load (p99 wants a calmer host than req/s)
 
@@ -41,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -94,6 +99,8 @@ PROXY_NGINX = NGINX_COMMON + """
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+{identity}
+{add_headers}
         }}
     }}
 }}
@@ -113,6 +120,7 @@ defaults
 frontend fe
     bind {listen}
     option forwardfor
+{add_headers}
     use_backend be_icalink if {{ path_beg /api/icalink/ }}
 backend be_icalink
     balance roundrobin
@@ -121,6 +129,32 @@ backend be_icalink
     default-server check inter 5s pool-purge-delay 60s
 {servers}
 """
+
+# The gateway's default `[security_headers]` (src/config/mod.rs; tests/load_script.rs keeps the
+# two equal). The peers send them too unless --bare-peers: a proxy that writes ten header
+# lines fewer per answer is not doing the same job.
+SECURITY_HEADERS = [
+    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "SAMEORIGIN"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Origin-Agent-Cluster", "?1"),
+    ("X-DNS-Prefetch-Control", "off"),
+    ("X-Download-Options", "noopen"),
+    ("X-Permitted-Cross-Domain-Policies", "none"),
+]
+
+
+def peer_headers(kind, bare):
+    """The security headers in a peer's own configuration language (nothing when bare)."""
+    if bare:
+        return ""
+    if kind == "nginx":
+        return "\n".join(f'            add_header {n} "{v}" always;' for n, v in SECURITY_HEADERS)
+    return "\n".join(f'    http-response set-header {n} "{v}"' for n, v in SECURITY_HEADERS)
+
 
 GATEWAY_TOML = """
 [server]
@@ -159,15 +193,32 @@ secret = "{secret}"
 AUTH_SECRET = "load-test-secret-0123456789abcdef"
 
 
+def bench_claims():
+    """The claims of the load test's student, every one the old gateway reads."""
+    return {"userId": "u1001", "username": "张三", "userType": "student", "userNumber": "2021001",
+            "email": "zhangsan@example.edu", "phone": "13800000000", "collegeName": "计算机学院",
+            "majorName": "软件工程", "className": "软件2101", "roles": ["student"],
+            "permissions": ["attendance:checkin", "leave:apply"], "exp": 4950068474}
+
+
+def identity_headers():
+    """What the gateway tells a task for bench_claims() (auth::identity; tests/identity.rs pins
+    it), for authnginx to send as fixed values: the same bytes, nothing verified."""
+    c = bench_claims()
+    enc = lambda v: urllib.parse.quote(v, safe="-_.!~*'()")
+    js = lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+    return [("X-User-Id", c["userId"]), ("X-User-Type", c["userType"]), ("X-User-Number", c["userNumber"]),
+            ("X-User-Email", c["email"]), ("X-User-Phone", c["phone"]), ("X-User-Name", enc(c["username"])),
+            ("X-User-College", enc(c["collegeName"])), ("X-User-Major", enc(c["majorName"])),
+            ("X-User-Class", enc(c["className"])), ("X-User-Roles", js(c["roles"])),
+            ("X-User-Permissions", js(c["permissions"])), ("X-Request-Timestamp", "$time_iso8601")]
+
+
 def bench_token(secret):
     """An HS256 JWT shaped like the old gateway's (a student, every claim), expiring in 2120."""
     b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = {"userId": "u1001", "username": "张三", "userType": "student", "userNumber": "2021001",
-              "email": "zhangsan@example.edu", "phone": "13800000000", "collegeName": "计算机学院",
-              "majorName": "软件工程", "className": "软件2101", "roles": ["student"],
-              "permissions": ["attendance:checkin", "leave:apply"], "exp": 4950068474}
-    payload = b64(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
+    payload = b64(json.dumps(bench_claims(), separators=(",", ":"), ensure_ascii=False).encode())
     signature = b64(hmac.new(secret.encode(), header + b"." + payload, hashlib.sha256).digest())
     return (header + b"." + payload + b"." + signature).decode()
 
@@ -356,6 +407,9 @@ def main():
     ap.add_argument("--think", default=None, metavar="LO-HI",
                     help="milliseconds each connection waits between an answer and its next request, e.g. 1-3: "
                          "the same load below saturation for every target (default: none, as fast as it answers)")
+    ap.add_argument("--bare-peers", action="store_true",
+                    help="nginx and HAProxy without the ten security headers the gateway sends by default "
+                         "(the comparison of sessions before 11)")
     ap.add_argument("--out", default=None, help="directory for configs, logs and raw wrk output")
     args = ap.parse_args()
     if args.attempts < 1:
@@ -423,13 +477,19 @@ def run(args, targets, ports, state, services):
             if not binary:
                 sys.exit(f"{t} needs --baseline BINARY")
             argv = [binary, "--config", str(conf)]
-        elif kind == "nginx":
+        elif kind in ("nginx", "authnginx"):
             servers = "\n        ".join(f"server {h}:{TASK_PORT};" for h in TASKS)
-            conf.write_text(PROXY_NGINX.format(state=state, name=t, workers=workers, listen=listen, servers=servers))
+            identity = ""
+            if kind == "authnginx":
+                headers[t] = (f"Authorization: Bearer {bench_token(AUTH_SECRET)}",)
+                identity = "\n".join(f"            proxy_set_header {n} '{v}';" for n, v in identity_headers())
+            conf.write_text(PROXY_NGINX.format(state=state, name=t, workers=workers, listen=listen, servers=servers,
+                                               identity=identity, add_headers=peer_headers("nginx", args.bare_peers)))
             argv = [nginx, "-c", str(conf), "-e", str(state / f"{t}.error.log")]
         elif kind == "haproxy":
             servers = "\n".join(f"    server t{i + 1} {h}:{TASK_PORT}" for i, h in enumerate(TASKS))
-            conf.write_text(PROXY_HAPROXY.format(workers=workers, listen=listen, servers=servers))
+            conf.write_text(PROXY_HAPROXY.format(workers=workers, listen=listen, servers=servers,
+                                                 add_headers=peer_headers("haproxy", args.bare_peers)))
             argv = [haproxy, "-f", str(conf)]
         else:
             sys.exit(f"unknown target {t}")
@@ -501,6 +561,7 @@ def measure(t, url, pid, args, tasks_ticks, wrk_cpu, headers=()):
     proxy_s = 0 if t == "direct" else (c1 - c0) / CLK_TCK
     total_s = proxy_s + (k1 - k0) / CLK_TCK + (g1 - g0)
     res["all_us"] = total_s * 1e6 / res["requests"] if res["requests"] else float("nan")
+    res["task_us"] = (k1 - k0) / CLK_TCK * 1e6 / res["requests"] if res["requests"] else float("nan")
     res["opens"] = o1 - o0
     return res
 
@@ -524,7 +585,7 @@ def paired(rows, t, peers, use, key, higher):
 def print_table(targets, rows, rss, args, state):
     lines = []
     head = (f"{'target':12s} {'req/s':>9s} {'p50 ms':>7s} {'p99 ms':>7s} {'p99.9':>7s} {'errors':>6s} {'cpu':>5s} "
-            f"{'req/s/core':>10s} {'all us/req':>10s} {'connects':>8s} {'rss MiB':>7s} {'steal':>5s}  vs best peer")
+            f"{'req/s/core':>10s} {'all us/req':>10s} {'task us':>7s} {'connects':>8s} {'rss MiB':>7s} {'steal':>5s}  vs best peer")
     lines += [head, "-" * len(head)]
     for t in targets:
         rs = rows[t]
@@ -534,6 +595,9 @@ def print_table(targets, rows, rss, args, state):
         if t.startswith(("gateway-", "authgw-")):
             w = t.split("-")[1]
             peers = [p for p in targets if p.endswith("-" + w) and p.split("-")[0] in ("nginx", "haproxy")]
+            # Authenticated traffic is compared with the peer carrying the same bytes, if it ran.
+            if t.startswith("authgw-") and f"authnginx-{w}" in targets:
+                peers = [f"authnginx-{w}"]
             if peers:
                 # Paired, over the rounds in which none of them shared the machine with busy
                 # neighbours (all rounds if there is none): the best peer is the one with the best
@@ -554,16 +618,22 @@ def print_table(targets, rows, rss, args, state):
             if base in targets:
                 pr = [rows[t][i]["rps"] / rows[base][i]["rps"] for i in range(len(rs))]
                 ratio += f"  {med(pr):.2f} x baseline"
+        if t.startswith("authnginx-") and f"nginx-{t.split('-')[1]}" in targets:
+            plain = f"nginx-{t.split('-')[1]}"
+            pr = [rows[t][i]["rps"] / rows[plain][i]["rps"] for i in range(len(rs))]
+            ratio = f"{med(pr):.2f} x {plain}: what carrying the token and identity costs the pipeline"
         lines.append(f"{t:12s} {rps:9.0f} {med([r['p50'] for r in rs]) * 1e3:7.2f} {med([r['p99'] for r in rs]) * 1e3:7.2f} "
                      f"{med([r['p999'] for r in rs]) * 1e3:7.2f} "
                      f"{sum(r['errors'] + r['non2xx'] for r in rs):6d} {cpu * 100:4.0f}% {per_core:10.0f} "
-                     f"{med([r['all_us'] for r in rs]):10.1f} {med([r['opens'] for r in rs]):8.0f} {rss[t] / 1024:7.1f} "
+                     f"{med([r['all_us'] for r in rs]):10.1f} {med([r['task_us'] for r in rs]):7.1f} "
+                     f"{med([r['opens'] for r in rs]):8.0f} {rss[t] / 1024:7.1f} "
                      f"{max(r['steal'] for r in rs) * 100:4.0f}%  {ratio}")
     lines += ["",
               f"wrk -t1 -c{args.conns} -d{args.duration}s --latency, {args.rounds} round(s), order rotated; medians."
               + (f" Think time {args.think} ms per connection between requests (--think)." if args.think else ""),
               "cpu = CPU of the target's process tree (100% = one core; direct: the task itself).",
-              "req/s/core = req/s / cpu. all us/req = CPU of proxy + tasks + wrk per request (the whole pipeline).",
+              "req/s/core = req/s / cpu. all us/req = CPU of proxy + tasks + wrk per request (the whole pipeline);",
+              "task us = the tasks' share of it.",
               "connects = TCP connects on the machine during one run "
               f"(wrk's {args.conns} + the proxy's new upstream connections).",
               "rss = peak RSS (VmHWM) of the target's processes after all runs.",

@@ -23,7 +23,8 @@ pub const X_USER_MAJOR: HeaderName = HeaderName::from_static("x-user-major");
 pub const X_USER_CLASS: HeaderName = HeaderName::from_static("x-user-class");
 pub const X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 pub const X_USER_PERMISSIONS: HeaderName = HeaderName::from_static("x-user-permissions");
-pub const X_REQUEST_TIMESTAMP: HeaderName = HeaderName::from_static("x-request-timestamp");
+/// `X-Request-Timestamp`, when the request was received: written inline, not through a map.
+pub const X_REQUEST_TIMESTAMP: &str = "x-request-timestamp";
 
 /// What `encodeURIComponent` leaves as it is: letters, digits and `-_.!~*'()`.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC

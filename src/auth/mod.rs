@@ -12,20 +12,20 @@ pub mod identity;
 pub mod jwt;
 pub mod token;
 
-use std::cell::RefCell;
+use std::cell::Cell;
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use self::cache::TokenCache;
+use self::cache::{Source, TokenCache};
 pub use self::identity::X_REQUEST_TIMESTAMP;
 use self::jwt::{Refused, Verifier};
 use self::token::Located;
 use crate::config::{AuthConfig, Secret};
-use crate::http1::{Block, FieldBlock};
+use crate::http1::{Block, FieldBlock, InlineField};
 use crate::shard::Sharded;
 
 /// Per worker: a client's requests arrive on one connection, served by one worker.
@@ -106,36 +106,27 @@ impl Authenticator {
         headers: &HeaderMap,
         now: Instant,
     ) -> Result<Arc<Identity>, AuthError> {
-        // The cache key is what the request carries, tagged by where: a signed cookie seen
-        // verified before skips its HMAC too (its value, signature included, is the key), and
-        // a bearer token can never stand for a cookie value or the other way round.
-        // On the stack: tokens are a few hundred bytes, and this runs on every request.
-        let mut key: SmallVec<[u8; 1024]> = SmallVec::new();
+        // The cache key is what the request carries and where: a signed cookie seen verified
+        // before skips its HMAC too (its value, signature included, is the key), and a bearer
+        // token can never stand for a cookie value or the other way round.
         let located = token::locate(headers, &self.cookie_name);
-        match &located {
-            Located::Bearer(t) => {
-                key.push(b'B');
-                key.extend_from_slice(t);
-            }
-            Located::Signed(v) => {
-                key.push(b'C');
-                key.extend_from_slice(v.as_bytes());
-            }
+        let (source, key): (Source, &[u8]) = match &located {
+            Located::Bearer(t) => (Source::Bearer, t),
+            Located::Signed(v) => (Source::Cookie, v.as_bytes()),
             Located::None => return Err(AuthError::Missing),
-        }
+        };
         let cache = self.caches.own();
-        if let Some(identity) = cache.lock().ok().and_then(|mut c| c.get(&key, now)) {
+        if let Some(identity) = cache.lock().ok().and_then(|mut c| c.get(source, key, now)) {
             return Ok(identity);
         }
         let unsigned;
         let token: &[u8] = match &located {
-            Located::Bearer(t) => t,
             Located::Signed(v) => {
                 // A cookie whose signature does not verify is no token at all.
                 unsigned = token::unsign(v, self.secret.expose()).ok_or(AuthError::Missing)?;
                 unsigned.as_bytes()
             }
-            Located::None => return Err(AuthError::Missing),
+            _ => key,
         };
         let text = std::str::from_utf8(token).map_err(|_| AuthError::Malformed)?;
         let unix = unix_now();
@@ -153,7 +144,7 @@ impl Authenticator {
             None => now + cache::MAX_AGE,
         };
         if let Ok(mut c) = cache.lock() {
-            c.insert(&key, identity.clone(), now, until);
+            c.insert(source, key, identity.clone(), now, until);
         }
         Ok(identity)
     }
@@ -179,24 +170,30 @@ fn unix_now() -> f64 {
 }
 
 /// `X-Request-Timestamp`: now, as JavaScript's `toISOString` writes it
-/// (`2026-12-05T15:40:00.123Z`). Formatted once per millisecond per thread.
-pub fn request_timestamp() -> HeaderValue {
+/// (`2026-12-05T15:40:00.123Z`). Formatted once per millisecond per thread; carried inline
+/// (see `http1::added`).
+pub fn request_timestamp() -> Option<InlineField> {
     thread_local! {
-        static LAST: RefCell<(u128, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
+        static LAST: Cell<(u128, Option<InlineField>)> = const { Cell::new((0, None)) };
     }
     // Wall-clock text, as the old gateway sent.
-    #[allow(clippy::disallowed_methods)]
-    let now = SystemTime::now();
+    let now = crate::clock::wall();
     let ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     LAST.with(|cell| {
-        let mut last = cell.borrow_mut();
-        if last.0 != ms || last.1.is_none() {
-            let text = humantime::format_rfc3339_millis(now).to_string();
-            *last = (ms, HeaderValue::from_str(&text).ok());
+        let (at, field) = cell.get();
+        if at == ms && field.is_some() {
+            return field;
         }
-        last.1
-            .clone()
-            .unwrap_or_else(|| HeaderValue::from_static("1970-01-01T00:00:00.000Z"))
+        let mut text = [0u8; 32];
+        let mut w = &mut text[..];
+        // 24 bytes into 32: cannot fail.
+        let len = match write!(w, "{}", humantime::format_rfc3339_millis(now)) {
+            Ok(()) => 32 - w.len(),
+            Err(_) => 0,
+        };
+        let field = InlineField::new(X_REQUEST_TIMESTAMP, &text[..len]);
+        cell.set((ms, field));
+        field
     })
 }
 
@@ -206,8 +203,9 @@ mod tests {
 
     #[test]
     fn the_timestamp_is_iso_8601_with_milliseconds_in_utc() {
-        let t = request_timestamp();
-        let t = t.to_str().unwrap();
+        let t = request_timestamp().unwrap();
+        assert_eq!(t.name(), "x-request-timestamp");
+        let t = std::str::from_utf8(t.value()).unwrap();
         assert_eq!(t.len(), 24, "{t}");
         assert!(
             t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.',

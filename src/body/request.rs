@@ -1,12 +1,16 @@
 //! The client's request body on its way upstream: limited, and replayable when small.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use super::ClientBody;
+use crate::clock;
 use crate::error::BoxError;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,14 +23,20 @@ pub enum BodyError {
     /// the gateway was waiting for it: read into memory before any task was asked, or streamed
     /// to a task that had all of it so far. The client's slowness, not the upstream's.
     #[error("the request body did not arrive within the deadline of {0:?}")]
-    Stalled(std::time::Duration),
+    Stalled(Duration),
+    /// Nothing of the body arrived for `client_body_timeout` (nginx's name and meaning: the
+    /// longest wait between two reads), whatever the exchange's deadline.
+    #[error("no byte of the request body arrived for {0:?} (client_body_timeout)")]
+    Idle(Duration),
 }
 
 pin_project_lite::pin_project! {
     /// The client's request body on its way upstream. Streamed bodies are cut off with
     /// [`BodyError::TooLarge`] once more than `limit` bytes went through (requests announcing a
     /// larger Content-Length are refused before this is built; this catches chunked and HTTP/2
-    /// bodies). Small bodies are read into memory first so a retry can send them again.
+    /// bodies). Small bodies are read into memory first so a retry can send them again. A
+    /// streamed body that waits longer than `idle` for its next bytes ends with
+    /// [`BodyError::Idle`].
     #[project = RequestBodyProj]
     pub enum RequestBody {
         Streaming {
@@ -36,6 +46,14 @@ pin_project_lite::pin_project! {
             limit: u64,
             // The last read found nothing from the client yet.
             waiting: bool,
+            idle: Duration,
+            // When the current wait began: the first read that found nothing since the last
+            // bytes. Why not when the last bytes came: the upstream may be slow to take them,
+            // and time the gateway did not ask the client for anything is not the client's.
+            waiting_since: Instant,
+            // Made the first time the body has to wait, moved on after that: a body that
+            // arrives whole with its head never needs one.
+            timer: Option<Pin<Box<Sleep>>>,
         },
         Buffered {
             data: Option<Bytes>,
@@ -44,7 +62,7 @@ pin_project_lite::pin_project! {
 }
 
 impl RequestBody {
-    pub fn new(inner: ClientBody, limit: u64) -> Self {
+    pub fn new(inner: ClientBody, limit: u64, idle: Duration) -> Self {
         match inner {
             // A body that came whole with the head needs no counting: it is replayable as is.
             ClientBody::Full(data) if data.as_ref().is_none_or(|d| d.len() as u64 <= limit) => {
@@ -55,6 +73,9 @@ impl RequestBody {
                 remaining: limit,
                 limit,
                 waiting: false,
+                idle,
+                waiting_since: clock::now(),
+                timer: None,
             },
         }
     }
@@ -115,9 +136,23 @@ impl Body for RequestBody {
                 remaining,
                 limit,
                 waiting,
+                idle,
+                waiting_since,
+                timer,
             } => {
                 let Poll::Ready(next) = inner.poll_frame(cx) else {
-                    *waiting = true;
+                    if !*waiting {
+                        *waiting = true;
+                        *waiting_since = clock::now();
+                    }
+                    let at = *waiting_since + *idle;
+                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if timer.deadline() != at {
+                        timer.as_mut().reset(at);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(BodyError::Idle(*idle))));
+                    }
                     return Poll::Pending;
                 };
                 *waiting = false;
@@ -155,5 +190,81 @@ impl Body for RequestBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the paused clock as they like
+mod tests {
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::body::{ClientBodyError, Piece, Streamed};
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    fn streamed() -> (mpsc::Sender<Result<Piece, ClientBodyError>>, RequestBody) {
+        let (tx, rx) = mpsc::channel(4);
+        let inner = ClientBody::Http1(Streamed::new(rx, Some(100), None));
+        (tx, RequestBody::new(inner, 1 << 20, IDLE))
+    }
+
+    async fn send(tx: &mpsc::Sender<Result<Piece, ClientBodyError>>, data: &'static [u8]) {
+        tx.send(Ok(Piece::Data(Bytes::from_static(data))))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_waits_longer_than_idle_between_reads_ends_as_idle() {
+        let (tx, mut body) = streamed();
+        let started = Instant::now();
+        // Bytes every 9 s: each wait is shorter than `idle`, however long the whole upload.
+        for _ in 0..5 {
+            let sender = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(9)).await;
+                send(&sender, b"x").await;
+            });
+            assert!(body.frame().await.unwrap().is_ok());
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(45));
+        // Then nothing: the body ends `idle` after the read that found nothing.
+        let waited = Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(matches!(err, BodyError::Idle(IDLE)), "{err}");
+        assert_eq!(waited.elapsed(), IDLE);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_the_gateway_did_not_read_is_not_the_clients() {
+        let (tx, mut body) = streamed();
+        send(&tx, b"x").await;
+        assert!(body.frame().await.unwrap().is_ok());
+        // The upstream took its time with the first bytes: nobody asked the client for more.
+        tokio::time::sleep(IDLE * 3).await;
+        let sender = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            send(&sender, b"y").await;
+        });
+        assert!(
+            body.frame().await.unwrap().is_ok(),
+            "the wait starts when the gateway asks"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_came_with_its_head_never_waits() {
+        let mut body =
+            RequestBody::new(ClientBody::Full(Some(Bytes::from_static(b"{}"))), 10, IDLE);
+        assert!(body.is_replayable());
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "{}"
+        );
+        assert!(body.frame().await.is_none());
     }
 }

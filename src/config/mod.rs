@@ -72,6 +72,11 @@ pub struct ServerConfig {
     /// A client must deliver its request head within this time (slowloris guard).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// The longest wait between two reads of a request body (nginx's `client_body_timeout`):
+    /// past it the client gets 408, and the upstream connection that carried the body is
+    /// closed. Never counted against a task or the breaker.
+    #[serde(with = "humantime_serde")]
+    pub client_body_timeout: Duration,
     /// Largest request head in bytes; 431 above it.
     pub max_header_size: usize,
     /// Keep `X-Forwarded-Proto`/`X-Forwarded-Host` sent by the client and append to its
@@ -98,6 +103,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(25),
             max_body: 20 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            client_body_timeout: Duration::from_secs(10),
             max_header_size: 64 * 1024,
             trust_forwarded: true,
             http2: false,

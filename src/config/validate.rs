@@ -237,6 +237,9 @@ impl Config {
         if s.header_read_timeout.is_zero() {
             p.push("server.header_read_timeout", "must be greater than 0");
         }
+        if s.client_body_timeout.is_zero() {
+            p.push("server.client_body_timeout", "must be greater than 0");
+        }
         if s.workers == Some(0) {
             p.push(
                 "server.workers",

@@ -8,6 +8,7 @@
 //! - [`framing`]: where a body ends and whether a connection stays open;
 //! - [`chunked`]: the chunked coding, both ways;
 //! - [`fields`]: the field grammar and where fields lie in a head;
+//! - [`added`]: what the gateway adds to a request beside its map (identity, timestamp);
 //! - [`raw`]: an upstream's response fields as they arrived (the proxy's fast path);
 //! - [`view`]: the one way to read and edit a response's fields, raw or in the map.
 //!
@@ -15,6 +16,7 @@
 //! reasons their module docs measure (`server::http1`, `upstream::client`); hyper keeps
 //! h2c and the admin listener. The parsing of bytes into tokens is httparse's.
 
+pub mod added;
 pub mod chunked;
 pub mod fields;
 pub mod framing;
@@ -26,6 +28,7 @@ pub mod view;
 
 use bytes::BytesMut;
 
+pub use self::added::{Added, InlineField};
 pub use self::chunked::{ChunkSize, Chunked, Decoded, LAST_CHUNK};
 pub use self::fields::Span;
 pub use self::framing::{

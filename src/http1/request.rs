@@ -15,13 +15,13 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use super::MAX_HEADERS;
+use super::added::Added;
 use super::fields::Span;
 use super::framing::{
     Codings, ConnectionOptions, RequestFraming, content_lengths, put_content_length,
     transfer_codings,
 };
 use super::host::{Hosts, settle_host};
-use super::raw::Block;
 
 /// A request the listener refuses before it reaches the proxy; the connection closes after
 /// the answer.
@@ -298,13 +298,13 @@ fn names_a_version(buf: &[u8]) -> bool {
 ///
 /// Why no escaping: `Method`, the path and `HeaderValue` cannot hold CR or LF (the `http`
 /// crate rejects them on construction), so nothing here can split the head.
-/// `block`: fields the gateway adds beside the map (the identity), written after it.
+/// `added`: fields the gateway adds beside the map (the identity), written after it.
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     headers: &HeaderMap,
-    block: Option<&Block>,
+    added: Option<&Added>,
     framing: RequestFraming,
 ) {
     out.clear();
@@ -321,8 +321,8 @@ pub fn encode_request_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(block) = block {
-        out.extend_from_slice(block.wire());
+    if let Some(added) = added {
+        added.write(out);
     }
     match framing {
         RequestFraming::None => {}
@@ -589,22 +589,26 @@ pub(super) mod tests {
     fn a_block_of_fields_goes_after_the_map_and_before_the_framing() {
         let mut headers = HeaderMap::new();
         headers.insert(HOST, HeaderValue::from_static("gw"));
-        let block = Block::new(vec![(
-            http::HeaderName::from_static("x-user-id"),
-            HeaderValue::from_static("u1"),
-        )]);
+        let added = Added {
+            block: crate::http1::Block::new(vec![(
+                http::HeaderName::from_static("x-user-id"),
+                HeaderValue::from_static("u1"),
+            )]),
+            inline: crate::http1::InlineField::new("x-request-timestamp", b"t"),
+        };
         let mut out = Vec::new();
         encode_request_head(
             &mut out,
             &Method::POST,
             "/",
             &headers,
-            Some(&block),
+            Some(&added),
             RequestFraming::Length(2),
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST / HTTP/1.1\r\nhost: gw\r\nx-user-id: u1\r\ncontent-length: 2\r\n\r\n"
+            "POST / HTTP/1.1\r\nhost: gw\r\nx-user-id: u1\r\nx-request-timestamp: t\r\n\
+             content-length: 2\r\n\r\n"
         );
     }
 

@@ -323,9 +323,8 @@ fn with_date(f: impl FnOnce(&[u8])) {
     thread_local! {
         static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
     }
-    // Wall-clock text; read per response, formatted once a second.
-    #[allow(clippy::disallowed_methods)]
-    let now = SystemTime::now();
+    // Wall-clock text, from the poll's clock reading; formatted once a second.
+    let now = crate::clock::wall();
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -29,7 +29,7 @@ use crate::body::ClientBody;
 use crate::body::{BodyError, RequestBody, ResponseBody};
 use crate::config::{AuthMode, Config};
 use crate::error::ErrorChain;
-use crate::http1::HeaderViewMut;
+use crate::http1::{Added, HeaderViewMut};
 use crate::routing::{RouteTable, normalize_path};
 use crate::shard::PerWorker;
 use crate::telemetry::access::RequestRecord;
@@ -51,6 +51,7 @@ pub struct Gateway {
     security: Option<SecurityHeaders>,
     upstreams: Vec<Upstream>,
     max_body: u64,
+    client_body_timeout: std::time::Duration,
     trust_forwarded: bool,
     access_log: bool,
     metrics: Arc<Metrics>,
@@ -111,6 +112,7 @@ impl Gateway {
                 })?,
             upstreams,
             max_body: config.server.max_body,
+            client_body_timeout: config.server.client_body_timeout,
             trust_forwarded: config.server.trust_forwarded,
             access_log: config.log.access_log,
             metric_handles: PerWorker::new(&metrics),
@@ -282,10 +284,9 @@ impl Gateway {
         // Identity is the gateway's to tell: what a client sent under these names is gone on
         // every route, public ones too, before anything is added.
         headers::strip_for_upstream(&mut head.headers);
-        let identity = identity.map(|identity| {
-            head.headers
-                .insert(auth::X_REQUEST_TIMESTAMP, auth::request_timestamp());
-            identity.block().clone()
+        let identity = identity.map(|identity| Added {
+            block: identity.block().clone(),
+            inline: auth::request_timestamp(),
         });
         // Room for the X-Forwarded-* headers (and Host), grown once rather than per insert:
         // hyper sizes the map to the headers the client sent.
@@ -309,7 +310,10 @@ impl Gateway {
         let h2 = head.version == Version::HTTP_2;
         head.version = Version::HTTP_11;
 
-        let mut req = Request::from_parts(head, RequestBody::new(body, self.max_body));
+        let mut req = Request::from_parts(
+            head,
+            RequestBody::new(body, self.max_body, self.client_body_timeout),
+        );
         // Recorded however the exchange ends, a client that reset its stream included: the
         // attempts it caused are load on the tasks and belong in its access-log line.
         let mut traced = Traced {
@@ -339,7 +343,9 @@ impl Gateway {
                     ProxyError::PayloadTooLarge { limit }
                 }
                 UpstreamError::Body(BodyError::Client(_)) => ProxyError::ClientBody,
-                UpstreamError::Body(BodyError::Stalled(t)) => ProxyError::ClientTimeout(t),
+                UpstreamError::Body(BodyError::Stalled(t) | BodyError::Idle(t)) => {
+                    ProxyError::ClientTimeout(t)
+                }
                 source => ProxyError::Upstream {
                     service: upstream.name().clone(),
                     source,

@@ -108,7 +108,7 @@ impl Exchange for Balance {
         // One timer for the attempt: at its own limit or at the exchange's deadline,
         // whichever comes first (see `Deadline`).
         let limit = Limit::of(now, attempt_timeout, trace.deadline);
-        let fut = self.client.send(&endpoint, req, trace.fields.as_deref());
+        let fut = self.client.send(&endpoint, req, trace.fields.as_ref());
         let in_flight = InFlight::start(&endpoint, now);
         let result = match limit {
             Some(limit) => match tokio::time::timeout_at(limit.at(), fut).await {

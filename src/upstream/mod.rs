@@ -35,7 +35,7 @@ use self::shared::Shared;
 use crate::body::RequestBody;
 pub use crate::clock::Deadline;
 use crate::config::{DiscoveryConfig, HealthConfig, UpstreamConfig, parse_endpoint};
-use crate::http1::FieldBlock;
+use crate::http1::Added;
 use crate::telemetry::metrics::UpstreamMetrics;
 
 /// One exchange with an upstream: a request in, a response (or why there is none) out.
@@ -77,10 +77,11 @@ pub struct Trace {
     pub served_by: Option<Authority>,
     /// Attempts made so far.
     pub attempts: u32,
-    /// Fields the gateway adds to the request beside its map (the identity), written by the
-    /// client after the request's own. Why here and not in the request's extensions: those
-    /// cost two allocations and a hash per request (callgrind: ~600 instructions).
-    pub fields: Option<FieldBlock>,
+    /// Fields the gateway adds to the request beside its map (the identity and its
+    /// timestamp), written by the client after the request's own. Why here and not in the
+    /// request's extensions: those cost two allocations and a hash per request (callgrind:
+    /// ~600 instructions).
+    pub fields: Option<Added>,
 }
 
 /// The per-upstream stack as the proxy sees it.

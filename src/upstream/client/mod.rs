@@ -109,7 +109,7 @@ impl Client {
         &self,
         endpoint: &Arc<O>,
         req: &mut Request<RequestBody>,
-        fields: Option<&http1::Block>,
+        fields: Option<&http1::Added>,
     ) -> Result<Response<PooledBody>, ClientError> {
         if !req.headers().contains_key(HOST) {
             // HTTP/1.1 requires Host; a client that sent none gets the task's address.
