@@ -197,9 +197,10 @@ upstream = "app-icalink"
             detached_upstream_metrics("app-icalink"),
         )
         .unwrap();
-        let _ = u.send(&mut request(), &mut Trace::default()).await;
+        let (head, mut body) = request();
+        let _ = u.send(&head, &mut body, &mut Trace::default()).await;
         assert!(matches!(
-            u.send(&mut request(), &mut Trace::default()).await,
+            u.send(&head, &mut body, &mut Trace::default()).await,
             Err(UpstreamError::CircuitOpen { .. })
         ));
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -208,13 +209,17 @@ upstream = "app-icalink"
     c.bench_function("open-circuit rejection through the upstream stack", |b| {
         b.to_async(&rt).iter(|| async {
             let mut trace = Trace::default();
-            black_box(upstream.send(&mut request(), &mut trace).await.is_err())
+            let (head, mut body) = request();
+            black_box(upstream.send(&head, &mut body, &mut trace).await.is_err())
         })
     });
 }
 
-fn request() -> Request<RequestBody> {
-    Request::get(PATH).body(RequestBody::empty()).unwrap()
+fn request() -> (http::request::Parts, RequestBody) {
+    Request::get(PATH)
+        .body(RequestBody::empty())
+        .unwrap()
+        .into_parts()
 }
 
 criterion_group!(

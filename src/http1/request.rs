@@ -298,12 +298,15 @@ fn names_a_version(buf: &[u8]) -> bool {
 ///
 /// Why no escaping: `Method`, the path and `HeaderValue` cannot hold CR or LF (the `http`
 /// crate rejects them on construction), so nothing here can split the head.
-/// `added`: fields the gateway adds beside the map (the identity), written after it.
+/// `default_host`: written as `host` first, for a request whose map has none (an authority:
+/// no CR or LF either). `added`: fields the gateway adds beside the map (the identity), written
+/// after it.
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    default_host: Option<&str>,
     added: Option<&Added>,
     framing: RequestFraming,
 ) {
@@ -312,6 +315,11 @@ pub fn encode_request_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = default_host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for (name, value) in headers {
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
             continue;
@@ -602,6 +610,7 @@ pub(super) mod tests {
             &Method::POST,
             "/",
             &headers,
+            None,
             Some(&added),
             RequestFraming::Length(2),
         );
@@ -627,6 +636,7 @@ pub(super) mod tests {
             "/p?q=1",
             &headers,
             None,
+            None,
             RequestFraming::Length(5),
         );
         assert_eq!(
@@ -638,6 +648,7 @@ pub(super) mod tests {
             &Method::PUT,
             "/",
             &headers,
+            None,
             None,
             RequestFraming::Chunked,
         );
@@ -652,8 +663,19 @@ pub(super) mod tests {
             "/",
             &HeaderMap::new(),
             None,
+            None,
             RequestFraming::None,
         );
         assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+        encode_request_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &HeaderMap::new(),
+            Some("10.0.1.7:3000"),
+            None,
+            RequestFraming::None,
+        );
+        assert_eq!(out, b"GET / HTTP/1.1\r\nhost: 10.0.1.7:3000\r\n\r\n");
     }
 }

@@ -46,9 +46,7 @@ impl ProxyError {
                 UpstreamError::NoEndpoints | UpstreamError::CircuitOpen { .. } => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
-                UpstreamError::Timeout(_) | UpstreamError::AttemptTimeout { .. } => {
-                    StatusCode::GATEWAY_TIMEOUT
-                }
+                UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             },
         }
@@ -71,7 +69,7 @@ impl ProxyError {
                 UpstreamError::NoEndpoints => "No healthy task available",
                 // The old gateway's texts for these two, which clients may already show.
                 UpstreamError::CircuitOpen { .. } => "服务暂时不可用，请稍后再试",
-                UpstreamError::Timeout(_) | UpstreamError::AttemptTimeout { .. } => "请求超时",
+                UpstreamError::Timeout(_) => "请求超时",
                 _ => "Upstream service unavailable",
             }
             .to_owned(),

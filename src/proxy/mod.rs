@@ -310,10 +310,7 @@ impl Gateway {
         let h2 = head.version == Version::HTTP_2;
         head.version = Version::HTTP_11;
 
-        let mut req = Request::from_parts(
-            head,
-            RequestBody::new(body, self.max_body, self.client_body_timeout),
-        );
+        let mut body = RequestBody::new(body, self.max_body, self.client_body_timeout);
         // Recorded however the exchange ends, a client that reset its stream included: the
         // attempts it caused are load on the tasks and belong in its access-log line.
         let mut traced = Traced {
@@ -323,7 +320,7 @@ impl Gateway {
                 ..Trace::default()
             },
         };
-        let sent = upstream.send(&mut req, &mut traced.trace).await;
+        let sent = upstream.send(&head, &mut body, &mut traced.trace).await;
         let deadline = traced.trace.deadline;
         drop(traced);
         match sent {

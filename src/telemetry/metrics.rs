@@ -222,6 +222,8 @@ impl Metrics {
                 .map(|o| counter("gateway_upstream_attempts_total", &[("outcome", o)])),
             attempt_cells: Sharded::new(Default::default),
             retries: counter("gateway_retries_total", &[]),
+            hedges: counter("gateway_hedges_total", &[]),
+            hedges_won: counter("gateway_hedges_won_total", &[]),
             budget_exhausted: counter("gateway_retry_budget_exhausted_total", &[]),
             transitions: TRANSITIONS.map(|(from, to)| {
                 counter(
@@ -325,9 +327,19 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Attempts that were retries of a failed attempt.",
     ),
     (
+        "gateway_hedges_total",
+        Kind::Counter,
+        "Attempts started beside one that passed its per-try timeout (which kept running).",
+    ),
+    (
+        "gateway_hedges_won_total",
+        Kind::Counter,
+        "Hedges whose answer was the one the client got.",
+    ),
+    (
         "gateway_retry_budget_exhausted_total",
         Kind::Counter,
-        "Retries not made because the retry budget was spent.",
+        "Retries and hedges not made because the retry budget was spent.",
     ),
     (
         "gateway_circuit_state",

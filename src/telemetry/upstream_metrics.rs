@@ -31,6 +31,8 @@ pub struct UpstreamMetrics {
     /// Per worker, like the request series: every request makes an attempt.
     pub(super) attempt_cells: Sharded<[AtomicU64; 5]>,
     pub(super) retries: Counter,
+    pub(super) hedges: Counter,
+    pub(super) hedges_won: Counter,
     pub(super) budget_exhausted: Counter,
     pub(super) transitions: [Counter; 4],
     pub(super) rejected: Counter,
@@ -112,6 +114,16 @@ impl UpstreamMetrics {
 
     pub fn retry(&self) {
         self.retries.increment(1);
+    }
+
+    /// An attempt started beside one that passed its per-try timeout.
+    pub fn hedge(&self) {
+        self.hedges.increment(1);
+    }
+
+    /// A hedge's answer was the one the client got.
+    pub fn hedge_won(&self) {
+        self.hedges_won.increment(1);
     }
 
     pub fn budget_exhausted(&self) {

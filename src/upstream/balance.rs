@@ -1,20 +1,24 @@
-//! The per-upstream leaf service: pick a task with power-of-two-choices over the eligible set,
-//! send the request over the pooled client, and report the outcome to passive health.
+//! The per-upstream task set the retry layer sends attempts to ([`Tasks`]): pick a task with
+//! power-of-two-choices over the eligible set, send an attempt over the pooled client, and
+//! report its outcome to passive health and the load estimate.
 
+use std::borrow::BorrowMut;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri};
+use http::request::Parts;
+use http::uri::Authority;
+use http::{Response, StatusCode};
 use tokio::time::Instant;
 
+use super::UpstreamError;
+use super::attempt::{Pick, Tasks};
 use super::client::PooledBody;
 use super::client::{Client, ClientError};
 use super::endpoint::{Endpoint, InFlight};
 use super::shared::Shared;
-use super::{Deadline, Exchange, Trace, UpstreamError};
-use crate::body::{BodyError, RequestBody};
+use crate::body::RequestBody;
 use crate::clock;
+use crate::http1::Added;
 use crate::telemetry::metrics::AttemptOutcome;
 
 /// How much cheaper one of the two candidates must be to win over the random pick.
@@ -65,62 +69,50 @@ impl Balance {
     }
 }
 
-impl Exchange for Balance {
-    type Body = PooledBody;
+impl Tasks for Balance {
+    type Task = Arc<Endpoint>;
 
     // Never waits for a task to appear: with no eligible task the exchange fails at once
     // (503), rather than queueing as an empty tower balancer would.
-    async fn exchange(
-        &self,
-        req: &mut Request<RequestBody>,
-        trace: &mut Trace,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
+    fn pick(&self, tried: &[Authority], pick: Pick) -> Option<Arc<Endpoint>> {
         let now = clock::now();
-        let endpoint = {
-            let snapshot = self.shared.snapshot_guard();
-            match &trace.tried {
-                // A retry: another task than those already tried, when one exists.
-                tried if !tried.is_empty() && snapshot.eligible.len() > 1 => {
-                    let others: Vec<Arc<Endpoint>> = snapshot
-                        .eligible
-                        .iter()
-                        .filter(|e| !tried.contains(e.authority()))
-                        .cloned()
-                        .collect();
-                    p2c(&others, now)
-                        .or_else(|| p2c(&snapshot.eligible, now))
-                        .cloned()
-                }
-                _ => p2c(&snapshot.eligible, now).cloned(),
-            }
+        let snapshot = self.shared.snapshot_guard();
+        if tried.is_empty() || pick == Pick::Any {
+            return p2c(&snapshot.eligible, now).cloned();
         }
-        .ok_or(UpstreamError::NoEndpoints)?;
-        let attempt_timeout = trace.attempt_timeout;
-        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-            // HTTP/1.1 to an origin server takes the origin form (RFC 9112 section 3.2.1).
-            let pq = req
-                .uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"));
-            *req.uri_mut() = Uri::from(pq);
+        let others: Vec<Arc<Endpoint>> = snapshot
+            .eligible
+            .iter()
+            .filter(|e| !tried.contains(e.authority()))
+            .cloned()
+            .collect();
+        match p2c(&others, now) {
+            Some(e) => Some(e.clone()),
+            None if pick == Pick::Prefer => p2c(&snapshot.eligible, now).cloned(),
+            None => None,
         }
-        // One timer for the attempt: at its own limit or at the exchange's deadline,
-        // whichever comes first (see `Deadline`).
-        let limit = Limit::of(now, attempt_timeout, trace.deadline);
-        let fut = self.client.send(&endpoint, req, trace.fields.as_ref());
-        let in_flight = InFlight::start(&endpoint, now);
-        let result = match limit {
-            Some(limit) => match tokio::time::timeout_at(limit.at(), fut).await {
-                Ok(r) => r.map_err(|source| client_error(&endpoint, source)),
-                // The time went on the client's upload, not on the task (see `awaits_client`).
-                Err(_) if req.body().awaits_client() => {
-                    Err(UpstreamError::Body(BodyError::Stalled(limit.timeout())))
-                }
-                Err(_) => Err(limit.exceeded(&endpoint)),
-            },
-            None => fut.await.map_err(|source| client_error(&endpoint, source)),
-        };
+    }
+
+    fn authority(task: &Arc<Endpoint>) -> &Authority {
+        task.authority()
+    }
+
+    async fn send<'a, B>(
+        &'a self,
+        endpoint: Arc<Endpoint>,
+        head: &'a Parts,
+        mut body: B,
+        fields: Option<&'a Added>,
+    ) -> Result<Response<PooledBody>, UpstreamError>
+    where
+        B: BorrowMut<RequestBody> + Send + 'a,
+    {
+        let in_flight = InFlight::start(&endpoint, clock::now());
+        let result = self
+            .client
+            .send(&endpoint, head, body.borrow_mut(), fields)
+            .await
+            .map_err(|source| client_error(&endpoint, source));
         in_flight.complete(clock::now());
         let metrics = self.shared.metrics();
         let outcome = match &result {
@@ -132,74 +124,34 @@ impl Exchange for Balance {
                 metrics.attempt(AttemptOutcome::Success);
                 Some(true)
             }
-            // The client's own body failing (too large, client gone) says nothing about
-            // the task.
+            // The client's own body failing (too large, client gone, too slow) says nothing
+            // about the task.
             Err(UpstreamError::Body(_)) => None,
             Err(e) => {
                 metrics.attempt(match e {
                     UpstreamError::Connect { .. } => AttemptOutcome::ConnectError,
-                    // The deadline passing during an attempt is this task's slowness too.
-                    UpstreamError::AttemptTimeout { .. } | UpstreamError::Timeout(_) => {
-                        AttemptOutcome::Timeout
-                    }
                     _ => AttemptOutcome::Error,
                 });
                 Some(false)
             }
         };
-        if let Some(success) = outcome
-            && endpoint.record_outcome(success, self.shared.outlier_threshold())
-        {
-            self.shared.request_ejection(&endpoint);
-        }
-        if result.is_ok() {
-            trace.served_by = Some(endpoint.authority().clone());
+        if let Some(success) = outcome {
+            self.record(&endpoint, success);
         }
         result
     }
+
+    fn timed_out(&self, endpoint: &Arc<Endpoint>) {
+        self.shared.metrics().attempt(AttemptOutcome::Timeout);
+        self.record(endpoint, false);
+    }
 }
 
-/// What ends an attempt's wait for its answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Limit {
-    /// The per-try limit, before the exchange's deadline: the retry layer may try again.
-    Attempt { at: Instant, timeout: Duration },
-    /// The exchange's deadline (no per-try limit, or it would end later).
-    Deadline(Deadline),
-}
-
-impl Limit {
-    fn of(now: Instant, attempt: Option<Duration>, deadline: Option<Deadline>) -> Option<Self> {
-        match (attempt, deadline) {
-            (Some(timeout), d) if d.is_none_or(|d| now + timeout < d.at) => Some(Self::Attempt {
-                at: now + timeout,
-                timeout,
-            }),
-            (_, d) => d.map(Self::Deadline),
-        }
-    }
-
-    fn at(&self) -> Instant {
-        match self {
-            Self::Attempt { at, .. } => *at,
-            Self::Deadline(d) => d.at,
-        }
-    }
-
-    fn timeout(&self) -> Duration {
-        match self {
-            Self::Attempt { timeout, .. } => *timeout,
-            Self::Deadline(d) => d.timeout,
-        }
-    }
-
-    fn exceeded(&self, endpoint: &Endpoint) -> UpstreamError {
-        match self {
-            Self::Attempt { timeout, .. } => UpstreamError::AttemptTimeout {
-                endpoint: endpoint.authority().clone(),
-                timeout: *timeout,
-            },
-            Self::Deadline(d) => UpstreamError::Timeout(d.timeout),
+impl Balance {
+    /// Passive health: a run of failures asks the controller to eject the task.
+    fn record(&self, endpoint: &Endpoint, success: bool) {
+        if endpoint.record_outcome(success, self.shared.outlier_threshold()) {
+            self.shared.request_ejection(endpoint);
         }
     }
 }
@@ -284,49 +236,6 @@ mod tests {
         for _ in 0..1000 {
             assert!(!Arc::ptr_eq(p2c(&eps, at).unwrap(), &eps[0]));
         }
-    }
-
-    /// The attempt's one timer is set at whichever comes first, and the error it gives names
-    /// that limit: a per-try timeout the retry layer may follow with another attempt, or the
-    /// exchange's deadline it must not.
-    #[tokio::test(start_paused = true)]
-    async fn the_attempt_timer_is_the_earlier_of_its_limit_and_the_deadline() {
-        let now = Instant::now();
-        let s = Duration::from_secs;
-        let deadline = |t| Deadline {
-            at: now + s(t),
-            timeout: s(t),
-        };
-        let attempt = |t| Limit::Attempt {
-            at: now + s(t),
-            timeout: s(t),
-        };
-        assert_eq!(Limit::of(now, None, None), None);
-        assert_eq!(Limit::of(now, Some(s(3)), None), Some(attempt(3)));
-        assert_eq!(
-            Limit::of(now, None, Some(deadline(15))),
-            Some(Limit::Deadline(deadline(15)))
-        );
-        assert_eq!(
-            Limit::of(now, Some(s(5)), Some(deadline(15))),
-            Some(attempt(5))
-        );
-        for per_try in [15, 20] {
-            assert_eq!(
-                Limit::of(now, Some(s(per_try)), Some(deadline(15))),
-                Some(Limit::Deadline(deadline(15))),
-                "per-try {per_try}s"
-            );
-        }
-        let ep = &endpoints(1, now)[0];
-        assert!(matches!(
-            attempt(5).exceeded(ep),
-            UpstreamError::AttemptTimeout { timeout, .. } if timeout == s(5)
-        ));
-        assert!(matches!(
-            Limit::Deadline(deadline(15)).exceeded(ep),
-            UpstreamError::Timeout(t) if t == s(15)
-        ));
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl HttpProbe {
             authority: endpoint.clone(),
             pool: IdlePool::default(),
         });
-        let mut req = Request::get(Uri::from(self.path.clone()))
+        let req = Request::get(Uri::from(self.path.clone()))
             .header(header::HOST, endpoint.as_str())
             .header(
                 header::USER_AGENT,
@@ -129,9 +129,10 @@ impl HttpProbe {
             .header(header::CONNECTION, "close")
             .body(RequestBody::empty())
             .map_err(|e| format!("request: {e}"))?;
+        let (head, mut body) = req.into_parts();
         let resp = self
             .client
-            .send(&task, &mut req, None)
+            .send(&task, &head, &mut body, None)
             .await
             .map_err(|e| ErrorChain(&e).to_string())?;
         let status = resp.status();

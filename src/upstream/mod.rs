@@ -3,6 +3,7 @@
 //! endpoint from the controller's snapshot and sends the request (breaker and retries stack on
 //! top as layers), erased to one type so the proxy holds a plain list.
 
+pub mod attempt;
 pub mod balance;
 pub mod breaker;
 pub mod client;
@@ -20,8 +21,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Response;
+use http::request::Parts;
 use http::uri::Authority;
-use http::{Request, Response};
 use tokio::sync::watch;
 use tokio_util::sync::DropGuard;
 
@@ -40,10 +42,11 @@ use crate::telemetry::metrics::UpstreamMetrics;
 
 /// One exchange with an upstream: a request in, a response (or why there is none) out.
 ///
-/// The request is lent, not given: an attempt leaves a body held in memory as it found it, so
-/// the retry layer sends the same request again without copying its head (a header map clone
-/// and its allocations per request, when nearly every request needs one attempt). A streamed
-/// body is consumed by the attempt that sends it.
+/// The request is lent, not given, as a shared head and a body: attempts share the head (a
+/// header map clone and its allocations per attempt, when nearly every request needs one,
+/// would be the alternative), and each attempt of a replayable body sends a copy of it (shared
+/// bytes), so that attempts can run at once (hedging). A streamed body is consumed by the one
+/// attempt that sends it.
 ///
 /// Each layer of the stack implements it over `&self`, so a request's whole way through
 /// breaker, retries and balancer is one future, inlined into the connection's: no boxed
@@ -54,7 +57,8 @@ pub trait Exchange: Send + Sync + 'static {
 
     fn exchange(
         &self,
-        req: &mut Request<RequestBody>,
+        head: &Parts,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> impl Future<Output = Result<Response<Self::Body>, UpstreamError>> + Send;
 }
@@ -69,13 +73,9 @@ pub struct Trace {
     /// When the whole exchange must be done, set by the breaker layer on the way in. Every
     /// wait below it is bounded by it (see [`Deadline`]).
     pub deadline: Option<Deadline>,
-    /// Limit of the current attempt, set when the retry layer may try again after it.
-    pub attempt_timeout: Option<Duration>,
-    /// Tasks this request already tried; the balancer avoids them when it can.
-    pub tried: Vec<Authority>,
-    /// The task that answered the last attempt.
+    /// The task whose answer the client got.
     pub served_by: Option<Authority>,
-    /// Attempts made so far.
+    /// Attempts started (the first, retries and hedges).
     pub attempts: u32,
     /// Fields the gateway adds to the request beside its map (the identity and its
     /// timestamp), written by the client after the request's own. Why here and not in the
@@ -104,11 +104,6 @@ pub enum UpstreamError {
         #[source]
         source: client::ClientError,
     },
-    #[error("{endpoint} did not answer within the per-try timeout of {timeout:?}")]
-    AttemptTimeout {
-        endpoint: Authority,
-        timeout: Duration,
-    },
     #[error("no complete answer within the deadline of {0:?}")]
     Timeout(Duration),
     #[error("circuit open; half-open in {retry_after:?}")]
@@ -123,9 +118,7 @@ impl UpstreamError {
     /// The task this error came from, when one was involved.
     pub fn endpoint(&self) -> Option<&Authority> {
         match self {
-            Self::Connect { endpoint, .. }
-            | Self::Request { endpoint, .. }
-            | Self::AttemptTimeout { endpoint, .. } => Some(endpoint),
+            Self::Connect { endpoint, .. } | Self::Request { endpoint, .. } => Some(endpoint),
             _ => None,
         }
     }
@@ -249,10 +242,11 @@ impl Upstream {
     /// Sends one request through this upstream's stack.
     pub async fn send(
         &self,
-        req: &mut Request<RequestBody>,
+        head: &Parts,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        self.service.exchange(req, trace).await
+        self.service.exchange(head, body, trace).await
     }
 }
 

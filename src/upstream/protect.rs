@@ -17,7 +17,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
+use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 use tower::Layer;
@@ -205,7 +206,8 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
 
     async fn exchange(
         &self,
-        req: &mut Request<RequestBody>,
+        head: &Parts,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let trial = match self.layer.breaker.admit() {
@@ -226,7 +228,7 @@ impl<S: Exchange<Body = PooledBody>> Exchange for Protect<S> {
         // No timer here: every wait below (the attempt, backoff, buffering a body) is bounded
         // by this deadline, and the body arms a timer only if it waits (see `Deadline`).
         trace.deadline = Some(deadline);
-        let result = self.inner.exchange(req, trace).await;
+        let result = self.inner.exchange(head, body, trace).await;
         match result {
             Err(e) => {
                 let outcome = match e {

@@ -1,18 +1,24 @@
-//! Retries: the safety rules and the budget as plain code, and the tower service that applies
-//! them between the breaker (outside: one breaker decision per exchange, rejections never
-//! retried) and the balancer (inside: each attempt picks a task, avoiding those already tried).
+//! Retries and hedges: the safety rules and the budget as plain code, and the tower service
+//! that applies them between the breaker (outside: one breaker decision per exchange,
+//! rejections never retried) and the task set (inside: each attempt picks a task, avoiding
+//! those already tried or still running; see `attempt`).
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::request::Parts;
+use http::uri::Authority;
+use http::{Method, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower::Layer;
 
+use super::attempt::{Attempt, Event, Pick, Tasks, Timer};
 use super::client::PooledBody;
 use super::window::Window;
 use super::{Exchange, Trace, UpstreamError};
@@ -42,7 +48,7 @@ pub enum AttemptFailure {
     /// The request provably never reached a task (connection refused or timed out while
     /// connecting): safe to send anywhere, whatever the method.
     NotSent,
-    /// It may have reached the task (reset, closed mid-exchange, per-try timeout).
+    /// It may have reached the task (reset, closed mid-exchange).
     MaybeProcessed,
     /// The task answered with this status.
     Status(u16),
@@ -65,9 +71,7 @@ pub fn classify(
         }
         Err(UpstreamError::Body(_)) => Some(AttemptFailure::Final),
         Err(UpstreamError::Connect { .. }) => Some(AttemptFailure::NotSent),
-        Err(UpstreamError::Request { .. } | UpstreamError::AttemptTimeout { .. }) => {
-            Some(AttemptFailure::MaybeProcessed)
-        }
+        Err(UpstreamError::Request { .. }) => Some(AttemptFailure::MaybeProcessed),
         Err(_) => Some(AttemptFailure::Final),
     }
 }
@@ -202,29 +206,31 @@ pub struct Retry<S> {
     policy: Arc<Policy>,
 }
 
-impl<S: Exchange<Body = PooledBody>> Exchange for Retry<S> {
+impl<S: Tasks> Exchange for Retry<S> {
     type Body = PooledBody;
 
     fn exchange(
         &self,
-        req: &mut Request<RequestBody>,
+        head: &Parts,
+        body: &mut RequestBody,
         trace: &mut Trace,
     ) -> impl Future<Output = Result<Response<PooledBody>, UpstreamError>> + Send {
-        run(&self.policy, &self.inner, req, trace)
+        run(&self.policy, &self.inner, head, body, trace)
     }
 }
 
-async fn run<S: Exchange<Body = PooledBody>>(
+async fn run<S: Tasks>(
     policy: &Policy,
-    inner: &S,
-    req: &mut Request<RequestBody>,
+    tasks: &S,
+    head: &Parts,
+    body: &mut RequestBody,
     trace: &mut Trace,
 ) -> Result<Response<PooledBody>, UpstreamError> {
     policy.budget.deposit(clock::now());
-    if policy.max_retries > 0 && !req.body().is_replayable() {
+    if policy.max_retries > 0 && !body.is_replayable() {
         // Boxed: buffering a body is the rare case, and its state would otherwise make
         // every request's future larger (and every move of it costlier).
-        let buffering = Box::pin(make_replayable(req.body_mut()));
+        let buffering = Box::pin(make_replayable(body));
         match trace.deadline {
             // Nothing has been sent yet: a body that does not arrive in time is the client's
             // doing (408, and no failure for the breaker), not a 504 from the upstream.
@@ -236,51 +242,249 @@ async fn run<S: Exchange<Body = PooledBody>>(
     }
     // Decided once, before anything is sent: a streamed body is consumed by the attempt
     // that sends it (and then looks ended, as an empty one would).
-    let replayable = req.body().is_replayable();
-    let method = req.method().clone();
-    let idempotent = is_idempotent(&method);
-    let mut attempt: u32 = 1;
-    loop {
-        let retry_possible = replayable && attempt <= policy.max_retries;
-        // A hung task costs one slice of the deadline, and the retry goes elsewhere.
-        trace.attempt_timeout = (retry_possible && idempotent).then_some(policy.per_try_timeout);
-        trace.attempts = attempt;
-        trace.served_by = None;
-        let result = inner.exchange(req, trace).await;
-        let Some(failure) = classify(&result, &policy.retry_statuses) else {
-            return result;
-        };
-        if !retry_possible || !is_retryable(&method, failure, &policy.retry_statuses) {
-            return result;
-        }
-        let wait = backoff(policy.backoff, attempt);
-        // A retry that would start at or past the deadline could only be cut off; the
-        // answer at hand says more than a timeout would.
-        if trace.deadline.is_some_and(|d| clock::now() + wait >= d.at) {
-            return result;
-        }
-        if !policy.budget.withdraw(clock::now()) {
-            policy.metrics.budget_exhausted();
-            tracing::debug!(upstream = %policy.name, "retry budget exhausted");
-            return result;
-        }
-        let failed = match &result {
-            Ok(_) => trace.served_by.clone(),
-            Err(e) => e.endpoint().cloned(),
-        };
-        trace.tried.extend(failed);
-        policy.metrics.retry();
-        tracing::debug!(upstream = %policy.name, attempt, failure = ?failure, "retrying on another task");
-        // Drop the failed response (and its connection) before waiting.
-        drop(result);
-        tokio::time::sleep(wait).await;
-        attempt += 1;
+    match body.try_clone() {
+        Some(first) => attempts(policy, tasks, head, body, first, trace).await,
+        None => once(tasks, head, body, trace).await,
     }
+}
+
+/// A request whose body streams through: one attempt, never repeated, to the deadline.
+async fn once<S: Tasks>(
+    tasks: &S,
+    head: &Parts,
+    body: &mut RequestBody,
+    trace: &mut Trace,
+) -> Result<Response<PooledBody>, UpstreamError> {
+    let task = tasks
+        .pick(&[], Pick::Any)
+        .ok_or(UpstreamError::NoEndpoints)?;
+    trace.attempts = 1;
+    // The attempt borrows the body: once it is gone (end of this block), the body tells
+    // whether it was waiting for the client.
+    let (ended, task) = {
+        let mut sent = pin!(tasks.send(task.clone(), head, &mut *body, trace.fields.as_ref()));
+        let mut timer = pin!(Timer::new(clock::now(), None, trace.deadline));
+        let ended = loop {
+            match poll_fn(|cx| timer.as_mut().poll_event(sent.as_mut(), cx)).await {
+                Event::Hedge => {}
+                Event::Done(result) => break Ok(result),
+                Event::Deadline(d) => break Err(d),
+            }
+        };
+        (ended, task)
+    };
+    match ended {
+        Ok(result) => {
+            if result.is_ok() {
+                trace.served_by = Some(S::authority(&task).clone());
+            }
+            result
+        }
+        // The time went on the client's upload, not on the task (see `awaits_client`).
+        Err(d) if body.awaits_client() => Err(UpstreamError::Body(BodyError::Stalled(d.timeout))),
+        Err(d) => {
+            tasks.timed_out(&task);
+            Err(UpstreamError::Timeout(d.timeout))
+        }
+    }
+}
+
+/// Which attempt an event came from.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    First,
+    Other(usize),
+    Backoff,
+}
+
+/// An attempt's task, and whether it was started as a hedge (for `gateway_hedges_won_total`).
+#[derive(Clone)]
+struct Started<T> {
+    task: T,
+    hedge: bool,
+}
+
+/// A request whose body can be sent again (held in memory, or none): retried on another task
+/// after a retryable failure, and hedged when an attempt passes its per-try timeout.
+///
+/// A hedge does not cancel the slow attempt: both run, the first answer that is not a
+/// retryable failure wins, and the others are dropped (their connections closed, never
+/// pooled). So a hung task costs one per-try slice, and a slow one still gets to answer within
+/// the deadline, which every attempt keeps. Per-try timeouts count against no one; only the
+/// deadline passing, connect errors, resets and failure statuses do (Envoy's
+/// `hedge_on_per_try_timeout`). At most `max_retries + 1` attempts in all; hedges and retries
+/// draw on the same budget; only idempotent requests are hedged.
+async fn attempts<S: Tasks>(
+    policy: &Policy,
+    tasks: &S,
+    head: &Parts,
+    body: &RequestBody,
+    first: RequestBody,
+    trace: &mut Trace,
+) -> Result<Response<PooledBody>, UpstreamError> {
+    let method = &head.method;
+    let idempotent = is_idempotent(method);
+    let max_attempts = policy.max_retries.saturating_add(1);
+    // A hedge may follow an attempt while the request may be sent twice and attempts remain.
+    let hedge_after =
+        |started: u32| (idempotent && started < max_attempts).then_some(policy.per_try_timeout);
+    let deadline = trace.deadline;
+    let fields = trace.fields.as_ref();
+
+    let task = tasks
+        .pick(&[], Pick::Any)
+        .ok_or(UpstreamError::NoEndpoints)?;
+    let mut started = 1;
+    trace.attempts = started;
+    // The first attempt lives in this future, not in a box or an `Option`: every move of a
+    // send future is a copy of its state (~1 KiB), and nearly every request has only this one.
+    let mut first_send = pin!(tasks.send(task.clone(), head, first, fields));
+    let mut first_timer = pin!(Timer::new(clock::now(), hedge_after(started), deadline));
+    // Taken when the first attempt ends.
+    let mut first = Some(Started { task, hedge: false });
+    // Attempts started after the first; boxed, as they are rare.
+    let mut others = boxed_like(&first_send, &first);
+    // The wait before a retry, once an attempt failed.
+    let mut pause: Option<Pin<Box<Sleep>>> = None;
+    // Tasks whose attempts failed (those running are added when a pick needs them).
+    let mut failed: Vec<Authority> = Vec::new();
+    // The latest failure, answered if nothing better comes (boxed: a response is large, and
+    // this future's size is copied on every request).
+    let mut last: Option<Box<Result<Response<PooledBody>, UpstreamError>>> = None;
+    loop {
+        let (slot, event) = poll_fn(|cx| {
+            if first.is_some()
+                && let Poll::Ready(e) = first_timer.as_mut().poll_event(first_send.as_mut(), cx)
+            {
+                return Poll::Ready((Slot::First, Some(e)));
+            }
+            for (i, a) in others.iter_mut().enumerate() {
+                if let Poll::Ready(e) = Pin::as_mut(a).poll_event(cx) {
+                    return Poll::Ready((Slot::Other(i), Some(e)));
+                }
+            }
+            if let Some(t) = &mut pause
+                && t.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready((Slot::Backoff, None));
+            }
+            Poll::Pending
+        })
+        .await;
+        // Each arm either answers or leaves the next attempt (or wait) arranged.
+        let next = match (slot, event) {
+            (_, Some(Event::Deadline(d))) => {
+                // Every attempt still running was too slow for the exchange.
+                if let Some(first) = &first {
+                    tasks.timed_out(&first.task);
+                }
+                for a in &others {
+                    tasks.timed_out(&a.task().task);
+                }
+                return Err(UpstreamError::Timeout(d.timeout));
+            }
+            (Slot::Backoff, _) => {
+                pause = None;
+                Some(false)
+            }
+            (_, Some(Event::Hedge)) => Some(true),
+            (slot, Some(Event::Done(result))) => {
+                let done = match slot {
+                    Slot::Other(i) => Some(others.swap_remove(i).task().clone()),
+                    _ => first.take(),
+                };
+                let Some(done) = done else {
+                    // Every event names an attempt that was running.
+                    return result;
+                };
+                let Some(failure) = classify(&result, &policy.retry_statuses) else {
+                    // An answer: the client's, whatever the others would have said.
+                    if result.is_ok() {
+                        trace.served_by = Some(S::authority(&done.task).clone());
+                        if done.hedge {
+                            policy.metrics.hedge_won();
+                        }
+                    }
+                    return result;
+                };
+                failed.push(S::authority(&done.task).clone());
+                let running = first.is_some() || !others.is_empty();
+                if pause.is_none()
+                    && started < max_attempts
+                    && is_retryable(method, failure, &policy.retry_statuses)
+                {
+                    let wait = backoff(policy.backoff, started);
+                    // A retry that would start at or past the deadline could only be cut
+                    // off; the answer at hand says more than a timeout would.
+                    let in_time = deadline.is_none_or(|d| clock::now() + wait < d.at);
+                    if in_time && policy.budget.withdraw(clock::now()) {
+                        tracing::debug!(upstream = %policy.name, attempt = started, failure = ?failure, "retrying on another task");
+                        pause = Some(Box::pin(tokio::time::sleep(wait)));
+                    } else if in_time {
+                        policy.metrics.budget_exhausted();
+                        tracing::debug!(upstream = %policy.name, "retry budget exhausted");
+                    }
+                }
+                if !running && pause.is_none() {
+                    return result;
+                }
+                // Dropping the previous failure closes its connection.
+                last = Some(Box::new(result));
+                None
+            }
+            (Slot::First | Slot::Other(_), None) => None,
+        };
+        let Some(hedge) = next else {
+            continue;
+        };
+        if started >= max_attempts {
+            continue;
+        }
+        if hedge && !policy.budget.withdraw(clock::now()) {
+            policy.metrics.budget_exhausted();
+            tracing::debug!(upstream = %policy.name, "retry budget exhausted: no hedge");
+            continue;
+        }
+        let mut avoid = failed.clone();
+        if let Some(first) = &first {
+            avoid.push(S::authority(&first.task).clone());
+        }
+        avoid.extend(others.iter().map(|a| S::authority(&a.task().task).clone()));
+        // A hedge goes to another task or nowhere; a retry prefers another.
+        let pick = if hedge { Pick::Others } else { Pick::Prefer };
+        let (Some(task), Some(copy)) = (tasks.pick(&avoid, pick), body.try_clone()) else {
+            if first.is_some() || !others.is_empty() {
+                continue;
+            }
+            return last.map_or(Err(UpstreamError::NoEndpoints), |l| *l);
+        };
+        started += 1;
+        trace.attempts = started;
+        if hedge {
+            policy.metrics.hedge();
+            tracing::debug!(upstream = %policy.name, attempt = started, "per-try timeout passed: hedging on another task");
+        } else {
+            policy.metrics.retry();
+        }
+        let sent = tasks.send(task.clone(), head, copy, fields);
+        let hedge_after = hedge_after(started);
+        let timer = Timer::new(clock::now(), hedge_after, deadline);
+        others.push(Box::pin(Attempt::new(sent, Started { task, hedge }, timer)));
+    }
+}
+
+/// An empty list for boxed attempts like the first (whose type cannot be named: it holds the
+/// task set's send future).
+fn boxed_like<F, T>(_send: &Pin<&mut F>, _task: &Option<T>) -> Vec<Pin<Box<Attempt<F, T>>>> {
+    Vec::new()
 }
 
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests read the clock as they like
 mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::Ordering::Relaxed;
+
     use super::*;
     use crate::upstream::Deadline;
 
@@ -373,46 +577,142 @@ mod tests {
         );
     }
 
-    /// An upstream whose every answer is a 503, counting the attempts.
-    #[derive(Default)]
-    struct Unavailable {
-        attempts: std::sync::atomic::AtomicU32,
+    /// How a simulated task answers.
+    #[derive(Debug, Clone, Copy)]
+    enum Behaves {
+        Answers { after: Duration, status: u16 },
+        Hangs,
     }
 
-    impl Exchange for Unavailable {
-        type Body = PooledBody;
+    #[derive(Debug)]
+    struct SimTask {
+        authority: Authority,
+        behaves: Mutex<Behaves>,
+        hits: AtomicU32,
+    }
 
-        async fn exchange(
-            &self,
-            _req: &mut Request<RequestBody>,
-            _trace: &mut Trace,
-        ) -> Result<Response<PooledBody>, UpstreamError> {
-            self.attempts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut resp = Response::new(PooledBody::full(None));
-            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-            Ok(resp)
+    /// Tasks without sockets: the first pick is always task 0 (so a test decides which task a
+    /// request meets first), later picks the first task the pick allows. Records which tasks
+    /// the deadline cut off.
+    #[derive(Debug)]
+    struct Sim {
+        tasks: Vec<Arc<SimTask>>,
+        timed_out: Mutex<Vec<Authority>>,
+    }
+
+    impl Sim {
+        fn new(behaviours: &[Behaves]) -> Self {
+            Self {
+                tasks: behaviours
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        Arc::new(SimTask {
+                            authority: format!("10.0.0.{}:3000", i + 2).parse().unwrap(),
+                            behaves: Mutex::new(*b),
+                            hits: AtomicU32::new(0),
+                        })
+                    })
+                    .collect(),
+                timed_out: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn hits(&self) -> Vec<u32> {
+            self.tasks.iter().map(|t| t.hits.load(Relaxed)).collect()
         }
     }
 
-    async fn attempts_within(deadline: Option<Duration>) -> u32 {
-        let cfg = RetryConfig {
-            max_retries: 2,
-            backoff: Duration::from_millis(25),
-            min_retries_per_second: 100,
-            ..RetryConfig::default()
-        };
-        let policy = Policy {
+    impl Tasks for Sim {
+        type Task = Arc<SimTask>;
+
+        fn pick(&self, tried: &[Authority], pick: Pick) -> Option<Arc<SimTask>> {
+            let other = self
+                .tasks
+                .iter()
+                .find(|t| !tried.contains(&t.authority))
+                .cloned();
+            match pick {
+                Pick::Any => self.tasks.first().cloned(),
+                Pick::Prefer => other.or_else(|| self.tasks.first().cloned()),
+                Pick::Others => other,
+            }
+        }
+
+        fn authority(task: &Arc<SimTask>) -> &Authority {
+            &task.authority
+        }
+
+        async fn send<'a, B>(
+            &'a self,
+            task: Arc<SimTask>,
+            _head: &'a Parts,
+            _body: B,
+            _fields: Option<&'a crate::http1::Added>,
+        ) -> Result<Response<PooledBody>, UpstreamError>
+        where
+            B: std::borrow::BorrowMut<RequestBody> + Send + 'a,
+        {
+            task.hits.fetch_add(1, Relaxed);
+            let behaves = *task.behaves.lock().unwrap();
+            match behaves {
+                Behaves::Answers { after, status } => {
+                    tokio::time::sleep(after).await;
+                    let mut resp = Response::new(PooledBody::full(None));
+                    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                    resp.headers_mut()
+                        .insert("x-task", task.authority.as_str().parse().unwrap());
+                    Ok(resp)
+                }
+                Behaves::Hangs => std::future::pending().await,
+            }
+        }
+
+        fn timed_out(&self, task: &Arc<SimTask>) {
+            self.timed_out.lock().unwrap().push(task.authority.clone());
+        }
+    }
+
+    fn answers(ms: u64, status: u16) -> Behaves {
+        Behaves::Answers {
+            after: Duration::from_millis(ms),
+            status,
+        }
+    }
+
+    /// The defaults' shape: 2 retries, `per_try` each, a deadline of `deadline`.
+    fn policy(per_try: Duration, cfg: RetryConfig) -> Policy {
+        Policy {
             name: "app".into(),
             max_retries: cfg.max_retries,
-            per_try_timeout: Duration::from_secs(1),
+            per_try_timeout: per_try,
             retry_statuses: STATUSES.to_vec(),
             backoff: cfg.backoff,
             budget: Budget::new(&cfg, Instant::now()),
             metrics: crate::telemetry::metrics::detached_upstream_metrics("app"),
-        };
-        let inner = Unavailable::default();
-        let mut req = Request::new(RequestBody::empty());
+        }
+    }
+
+    struct Outcome {
+        status: Option<u16>,
+        from: Option<String>,
+        took: Duration,
+        trace: Trace,
+    }
+
+    async fn exchange(
+        sim: &Sim,
+        policy: &Policy,
+        method: Method,
+        deadline: Option<Duration>,
+    ) -> Outcome {
+        let (head, _) = http::Request::builder()
+            .method(method)
+            .uri("/x")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut body = RequestBody::empty();
         let mut trace = Trace {
             deadline: deadline.map(|t| Deadline {
                 at: Instant::now() + t,
@@ -420,9 +720,161 @@ mod tests {
             }),
             ..Trace::default()
         };
-        let resp = run(&policy, &inner, &mut req, &mut trace).await;
-        assert_eq!(resp.map(|r| r.status().as_u16()).ok(), Some(503));
-        inner.attempts.into_inner()
+        let started = Instant::now();
+        let resp = run(policy, sim, &head, &mut body, &mut trace).await;
+        Outcome {
+            status: resp.as_ref().ok().map(|r| r.status().as_u16()),
+            from: resp
+                .as_ref()
+                .ok()
+                .and_then(|r| r.headers().get("x-task"))
+                .map(|v| v.to_str().unwrap().to_owned()),
+            took: started.elapsed(),
+            trace,
+        }
+    }
+
+    fn defaults() -> RetryConfig {
+        RetryConfig {
+            min_retries_per_second: 100,
+            ..RetryConfig::default()
+        }
+    }
+
+    const PER_TRY: Duration = Duration::from_millis(667);
+    const DEADLINE: Duration = Duration::from_secs(2);
+
+    /// The case: every task answers in 1.2 s (60 % of a 2 s deadline, past the 667 ms
+    /// per-try timeout). The first answer arrives at 1.2 s; the hedge started at 667 ms is
+    /// dropped unanswered; nothing counts against any task.
+    #[tokio::test(start_paused = true)]
+    async fn uniformly_slow_tasks_answer_and_a_hedge_costs_one_extra_attempt() {
+        let sim = Sim::new(&[answers(1200, 200); 3]);
+        let p = policy(PER_TRY, defaults());
+        let o = exchange(&sim, &p, Method::GET, Some(DEADLINE)).await;
+        assert_eq!(o.status, Some(200));
+        assert_eq!(
+            o.from.as_deref(),
+            Some("10.0.0.2:3000"),
+            "the first attempt's answer"
+        );
+        assert_eq!(o.took, Duration::from_millis(1200));
+        assert_eq!(o.trace.attempts, 2, "the first and one hedge");
+        assert_eq!(sim.hits(), [1, 1, 0]);
+        assert!(sim.timed_out.lock().unwrap().is_empty());
+    }
+
+    /// A hung task costs one per-try slice: the hedge on another task answers.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_task_costs_one_slice_and_the_hedge_answers() {
+        let sim = Sim::new(&[Behaves::Hangs, answers(20, 200), answers(20, 200)]);
+        let p = policy(PER_TRY, defaults());
+        let o = exchange(&sim, &p, Method::GET, Some(DEADLINE)).await;
+        assert_eq!(o.status, Some(200));
+        assert_eq!(o.from.as_deref(), Some("10.0.0.3:3000"));
+        assert_eq!(o.took, PER_TRY + Duration::from_millis(20));
+        assert_eq!(o.trace.served_by.unwrap().as_str(), "10.0.0.3:3000");
+        assert!(
+            sim.timed_out.lock().unwrap().is_empty(),
+            "a per-try timeout counts against no one"
+        );
+    }
+
+    /// A task at 0.75 of the deadline among fast ones: the hedge wins, and were every task
+    /// that slow, the slow answer itself would have been passed on (above).
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_task_among_fast_ones_loses_to_the_hedge() {
+        let sim = Sim::new(&[answers(1500, 200), answers(30, 200), answers(30, 200)]);
+        let p = policy(PER_TRY, defaults());
+        let o = exchange(&sim, &p, Method::GET, Some(DEADLINE)).await;
+        assert_eq!(o.status, Some(200));
+        assert_eq!(o.took, PER_TRY + Duration::from_millis(30));
+        assert_eq!(o.from.as_deref(), Some("10.0.0.3:3000"));
+    }
+
+    /// Hedging never goes past `max_retries + 1` attempts in all, and the deadline ends every
+    /// attempt still running, each counted against its task.
+    #[tokio::test(start_paused = true)]
+    async fn at_most_max_retries_plus_one_attempts_and_the_deadline_ends_them() {
+        let sim = Sim::new(&[Behaves::Hangs; 4]);
+        let p = policy(PER_TRY, defaults());
+        let o = exchange(&sim, &p, Method::GET, Some(DEADLINE)).await;
+        assert_eq!(o.status, None);
+        assert_eq!(o.took, DEADLINE);
+        assert_eq!(o.trace.attempts, 3);
+        assert_eq!(sim.hits(), [1, 1, 1, 0]);
+        assert_eq!(sim.timed_out.lock().unwrap().len(), 3);
+    }
+
+    /// A POST is never sent twice once it may have reached a task: no hedge, however slow.
+    #[tokio::test(start_paused = true)]
+    async fn a_post_is_never_hedged() {
+        let sim = Sim::new(&[answers(1500, 201), answers(10, 201)]);
+        let p = policy(PER_TRY, defaults());
+        let o = exchange(&sim, &p, Method::POST, Some(DEADLINE)).await;
+        assert_eq!(o.status, Some(201));
+        assert_eq!(o.took, Duration::from_millis(1500));
+        assert_eq!(sim.hits(), [1, 0]);
+    }
+
+    /// Without budget there is no hedge, and the slow answer still comes through.
+    #[tokio::test(start_paused = true)]
+    async fn a_hedge_needs_budget_and_its_absence_costs_no_answer() {
+        let sim = Sim::new(&[answers(1200, 200), answers(10, 200)]);
+        let p = policy(
+            PER_TRY,
+            RetryConfig {
+                retry_budget: 0.0,
+                min_retries_per_second: 0,
+                ..RetryConfig::default()
+            },
+        );
+        let o = exchange(&sim, &p, Method::GET, Some(DEADLINE)).await;
+        assert_eq!(o.status, Some(200));
+        assert_eq!(o.took, Duration::from_millis(1200));
+        assert_eq!(sim.hits(), [1, 0]);
+    }
+
+    /// With one task there is no other to hedge on: the attempt runs to its answer or the
+    /// deadline, once.
+    #[tokio::test(start_paused = true)]
+    async fn one_task_is_never_hedged_on_itself() {
+        let sim = Sim::new(&[Behaves::Hangs]);
+        let p = policy(PER_TRY, defaults());
+        let o = exchange(&sim, &p, Method::GET, Some(DEADLINE)).await;
+        assert_eq!((o.status, o.took, sim.hits()), (None, DEADLINE, vec![1]));
+    }
+
+    /// A failure while a hedge is running is retried too; the answer that is not a failure
+    /// wins over the failures before it.
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_retried_elsewhere_and_a_good_answer_wins() {
+        let sim = Sim::new(&[answers(5, 503), answers(5, 503), answers(5, 200)]);
+        let p = policy(PER_TRY, defaults());
+        let o = exchange(&sim, &p, Method::GET, Some(DEADLINE)).await;
+        assert_eq!(o.status, Some(200));
+        assert_eq!(o.trace.attempts, 3);
+        assert_eq!(sim.hits(), [1, 1, 1]);
+        // All failing: the last failure is the answer (a task's own 503, passed through).
+        let sim = Sim::new(&[answers(5, 503); 3]);
+        let o = exchange(&sim, &p, Method::GET, Some(DEADLINE)).await;
+        assert_eq!((o.status, o.trace.attempts), (Some(503), 3));
+    }
+
+    async fn attempts_within(deadline: Option<Duration>) -> u32 {
+        let sim = Sim::new(&[answers(0, 503); 3]);
+        let p = policy(
+            Duration::from_secs(1),
+            RetryConfig {
+                max_retries: 2,
+                backoff: Duration::from_millis(25),
+                min_retries_per_second: 100,
+                ..RetryConfig::default()
+            },
+        );
+        let o = exchange(&sim, &p, Method::GET, deadline).await;
+        assert_eq!(o.status, Some(503));
+        sim.hits().iter().sum()
     }
 
     /// Backoff never crosses the exchange's deadline: a retry that could only start at or

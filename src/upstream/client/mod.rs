@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HOST;
-use http::{HeaderValue, Request, Response};
+use http::{Response, request};
 use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -102,38 +102,39 @@ impl Client {
         }
     }
 
-    /// Sends `req` (origin-form URI) to `endpoint` over an idle connection or a new one. A
-    /// body held in memory is left in `req` as it was (for a retry); a streamed one is consumed.
-    /// `fields`: added after the request's own (see `Trace::fields`).
+    /// Sends the request `head` and `body` to `endpoint` over an idle connection or a new one.
+    /// A body held in memory is left as it was (for another attempt); a streamed one is
+    /// consumed. `fields`: added after the request's own (see `Trace::fields`).
+    ///
+    /// Why the head is shared: the attempts of one request may run at once (hedging), each
+    /// with a copy of a replayable body and the one head.
     pub async fn send<O: Origin>(
         &self,
         endpoint: &Arc<O>,
-        req: &mut Request<RequestBody>,
+        head: &request::Parts,
+        body: &mut RequestBody,
         fields: Option<&http1::Added>,
     ) -> Result<Response<PooledBody>, ClientError> {
-        if !req.headers().contains_key(HOST) {
-            // HTTP/1.1 requires Host; a client that sent none gets the task's address.
-            if let Ok(host) = HeaderValue::from_str(endpoint.authority().as_str()) {
-                req.headers_mut().insert(HOST, host);
-            }
-        }
-        let body = req.body();
+        // HTTP/1.1 requires Host; a client that sent none gets the task's address.
+        let default_host =
+            (!head.headers.contains_key(HOST)).then(|| endpoint.authority().as_str());
         let framing = RequestFraming::of(
-            req.headers(),
+            &head.headers,
             body.is_end_stream(),
             body.size_hint().exact(),
         );
         // Small bodies held in memory travel with the head; anything else is streamed while
         // the response is awaited (a server may answer before it has read the whole body).
-        let inline = match body {
+        let inline = match &*body {
             _ if body.is_end_stream() => Some(None),
             RequestBody::Buffered { data: Some(d) } if d.len() <= INLINE_BODY => {
                 Some(Some(d.clone()))
             }
             _ => None,
         };
-        let method = req.method().clone();
-        let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let method = &head.method;
+        // Origin form (RFC 9112 section 3.2.1), whatever form the client used.
+        let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
 
         let mut conn = loop {
             let (mut conn, reused) = match endpoint.pool().checkout(clock::now(), self.idle_timeout)
@@ -145,9 +146,10 @@ impl Client {
             };
             http1::encode_request_head(
                 &mut conn.write,
-                &method,
+                method,
                 target,
-                req.headers(),
+                &head.headers,
+                default_host,
                 fields,
                 framing,
             );
@@ -172,15 +174,15 @@ impl Client {
         };
 
         let (parsed, request_done) = if inline.is_some() {
-            (read_head(&mut conn, &method).await?, true)
+            (read_head(&mut conn, method).await?, true)
         } else {
             // A body in memory is sent from a copy (shared bytes), so a retry finds it whole.
-            let mut copy = req.body().try_clone();
+            let mut copy = body.try_clone();
             let body = match &mut copy {
                 Some(copy) => copy,
-                None => req.body_mut(),
+                None => body,
             };
-            exchange_streaming(&mut conn, &method, body, framing).await?
+            exchange_streaming(&mut conn, method, body, framing).await?
         };
         Ok(body::response(parsed, conn, endpoint.clone(), request_done))
     }
@@ -204,7 +206,7 @@ impl Client {
 mod tests {
     use std::sync::Mutex;
 
-    use http::Method;
+    use http::{HeaderValue, Method, Request};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use bytes::Bytes;
@@ -257,6 +259,19 @@ mod tests {
             .unwrap()
     }
 
+    /// Sends `req` as the retry layer does: its head shared, its body lent.
+    async fn send(
+        client: &Client,
+        ep: &Arc<Task>,
+        req: &mut Request<RequestBody>,
+    ) -> Result<Response<PooledBody>, ClientError> {
+        let (head, mut body) =
+            std::mem::replace(req, Request::new(RequestBody::empty())).into_parts();
+        let result = client.send(ep, &head, &mut body, None).await;
+        *req = Request::from_parts(head, body);
+        result
+    }
+
     fn client() -> Client {
         Client::with_timeouts(Duration::from_secs(1), Duration::from_secs(30))
     }
@@ -275,7 +290,7 @@ mod tests {
         let (ep, accepted) = task(b"hello", false).await;
         let client = client();
         for _ in 0..5 {
-            let resp = client.send(&ep, &mut get(), None).await.unwrap();
+            let resp = send(&client, &ep, &mut get()).await.unwrap();
             assert_eq!(read(resp).await, "hello");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -287,7 +302,7 @@ mod tests {
         let (ep, accepted) = task(b"bye", true).await;
         let client = client();
         for _ in 0..3 {
-            let resp = client.send(&ep, &mut get(), None).await.unwrap();
+            let resp = send(&client, &ep, &mut get()).await.unwrap();
             assert_eq!(read(resp).await, "bye");
             // Wait until the connection task has seen the close (as it would between real
             // requests); the idle entry stays in the list until a checkout skips it.
@@ -305,7 +320,7 @@ mod tests {
     async fn connections_idle_past_the_timeout_are_not_used_and_get_swept() {
         let (ep, _) = task(b"ok", false).await;
         let client = client();
-        read(client.send(&ep, &mut get(), None).await.unwrap()).await;
+        read(send(&client, &ep, &mut get()).await.unwrap()).await;
         assert_eq!(ep.pool().len(), 1);
         let timeout = Duration::from_secs(4);
         let later = tokio::time::Instant::now() + timeout;
@@ -316,7 +331,7 @@ mod tests {
             "an expired connection is closed, not kept"
         );
 
-        read(client.send(&ep, &mut get(), None).await.unwrap()).await;
+        read(send(&client, &ep, &mut get()).await.unwrap()).await;
         ep.pool().sweep(tokio::time::Instant::now(), timeout);
         assert_eq!(ep.pool().len(), 1, "a fresh connection survives the sweep");
         ep.pool()
@@ -329,16 +344,12 @@ mod tests {
         static BIG: [u8; 256 * 1024] = [b'x'; 256 * 1024];
         let (ep, accepted) = task(&BIG, false).await;
         let client = client();
-        let mut body = client
-            .send(&ep, &mut get(), None)
-            .await
-            .unwrap()
-            .into_body();
+        let mut body = send(&client, &ep, &mut get()).await.unwrap().into_body();
         let first = body.frame().await.unwrap().unwrap();
         assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
         drop(body);
         assert_eq!(ep.pool().len(), 0, "half-read connections are never reused");
-        let resp = client.send(&ep, &mut get(), None).await.unwrap();
+        let resp = send(&client, &ep, &mut get()).await.unwrap();
         assert_eq!(read(resp).await.len(), BIG.len());
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -349,7 +360,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let ep = Task::at(addr);
-        let Err(err) = client().send(&ep, &mut get(), None).await else {
+        let Err(err) = send(&client(), &ep, &mut get()).await else {
             panic!("a closed port answered");
         };
         assert!(matches!(err, ClientError::Connect(_)), "{err:?}");
@@ -366,11 +377,11 @@ mod tests {
         })
         .await;
         let client = client();
-        read(client.send(&ep, &mut get(), None).await.unwrap()).await;
+        read(send(&client, &ep, &mut get()).await.unwrap()).await;
         let mut req = get();
         req.headers_mut()
             .insert(HOST, HeaderValue::from_static("gw.example"));
-        read(client.send(&ep, &mut req, None).await.unwrap()).await;
+        read(send(&client, &ep, &mut req).await.unwrap()).await;
         let heads = heads.lock().unwrap().clone();
         let host = |h: &str| {
             h.lines()
@@ -474,7 +485,7 @@ mod tests {
         })
         .await;
         for _ in 0..3 {
-            let resp = client().send(&ep, &mut get(), None).await.unwrap();
+            let resp = send(&client(), &ep, &mut get()).await.unwrap();
             assert_eq!(read(resp).await, "hello");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -485,7 +496,7 @@ mod tests {
     async fn a_body_delimited_by_the_close_is_read_whole_and_the_connection_not_kept() {
         let (ep, _, _) =
             scripted(|_| (vec![b"HTTP/1.1 200 OK\r\n\r\nup to ", b"the end"], true)).await;
-        let resp = client().send(&ep, &mut get(), None).await.unwrap();
+        let resp = send(&client(), &ep, &mut get()).await.unwrap();
         assert_eq!(read(resp).await, "up to the end");
         assert_eq!(ep.pool().len(), 0);
     }
@@ -512,21 +523,20 @@ mod tests {
         })
         .await;
         let client = client();
-        let head = client
-            .send(&ep, &mut request(Method::HEAD), None)
+        let head = send(&client, &ep, &mut request(Method::HEAD))
             .await
             .unwrap();
         // The length a GET would have is the client's to see.
         let raw = head.extensions().get::<crate::http1::RawHeaders>().unwrap();
         assert_eq!(raw.content_length(), Some(5));
         assert_eq!(read(head).await, "");
-        let no_content = client.send(&ep, &mut get(), None).await.unwrap();
+        let no_content = send(&client, &ep, &mut get()).await.unwrap();
         assert_eq!(no_content.status(), 204);
         assert_eq!(read(no_content).await, "");
-        let not_modified = client.send(&ep, &mut get(), None).await.unwrap();
+        let not_modified = send(&client, &ep, &mut get()).await.unwrap();
         assert_eq!(not_modified.status(), 304);
         assert_eq!(read(not_modified).await, "");
-        let ok = client.send(&ep, &mut get(), None).await.unwrap();
+        let ok = send(&client, &ep, &mut get()).await.unwrap();
         assert_eq!(read(ok).await, "ok");
         // Had any of the empty answers been read as having a body, the next would be lost.
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -557,7 +567,7 @@ mod tests {
         .await;
         let client = client();
         for expected in ["a", "b", "c", "d"] {
-            let resp = client.send(&ep, &mut get(), None).await.unwrap();
+            let resp = send(&client, &ep, &mut get()).await.unwrap();
             assert_eq!(read(resp).await, expected);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
@@ -584,7 +594,7 @@ mod tests {
             })
             .await;
         let client = client();
-        let err = client.send(&ep, &mut get(), None).await.unwrap_err();
+        let err = send(&client, &ep, &mut get()).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -592,18 +602,18 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = client.send(&ep, &mut get(), None).await.unwrap_err();
+        let err = send(&client, &ep, &mut get()).await.unwrap_err();
         assert!(matches!(err, ClientError::ClosedBeforeResponse), "{err:?}");
         assert!(
             !err.is_not_sent(),
             "the request went out: it may have been processed"
         );
-        let resp = client.send(&ep, &mut get(), None).await.unwrap();
+        let resp = send(&client, &ep, &mut get()).await.unwrap();
         let err = resp.into_body().collect().await.unwrap_err();
         assert!(matches!(err, ClientError::ClosedMidBody), "{err:?}");
         assert_eq!(ep.pool().len(), 0);
         assert_eq!(
-            read(client.send(&ep, &mut get(), None).await.unwrap()).await,
+            read(send(&client, &ep, &mut get()).await.unwrap()).await,
             "ok"
         );
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
@@ -627,7 +637,7 @@ mod tests {
             .unwrap();
         req.headers_mut()
             .insert(HOST, HeaderValue::from_static("gw"));
-        let resp = client().send(&ep, &mut req, None).await.unwrap();
+        let resp = send(&client(), &ep, &mut req).await.unwrap();
         assert_eq!(resp.status(), 201);
         let seen = requests.lock().unwrap().clone();
         assert_eq!(
@@ -651,7 +661,7 @@ mod tests {
                 .body(RequestBody::buffered(Bytes::from_static(data)))
                 .unwrap();
             for _ in 0..2 {
-                let resp = client.send(&ep, &mut req, None).await.unwrap();
+                let resp = send(&client, &ep, &mut req).await.unwrap();
                 assert_eq!(read(resp).await, "");
             }
             assert!(req.body().is_replayable());
