@@ -43,7 +43,23 @@ async fn start_binary(
     server_extra: &str,
     env: &[(&str, &str)],
 ) -> Running {
+    start_binary_over(dir, &[upstream], server_extra, "", env).await
+}
+
+/// [`start_binary`] over several tasks, with tables for the upstream (`upstream_extra`).
+async fn start_binary_over(
+    dir: &Path,
+    upstreams: &[SocketAddr],
+    server_extra: &str,
+    upstream_extra: &str,
+    env: &[(&str, &str)],
+) -> Running {
     let (public, admin) = (free_port().await, free_port().await);
+    let endpoints = upstreams
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let cfg = format!(
         r#"
 [server]
@@ -56,7 +72,8 @@ format = "json"
 level = "info"
 
 [upstreams.app-icalink]
-endpoints = ["{upstream}"]
+endpoints = [{endpoints}]
+{upstream_extra}
 
 [[routes]]
 prefix = "/api/icalink/"
@@ -289,6 +306,72 @@ async fn sigterm_drains_then_finishes_in_flight_requests_and_exits_zero() {
             .all(|v| !v["path"].as_str().unwrap().contains('?')),
         "no query strings"
     );
+}
+
+/// Every task slow but inside the deadline (1.2 s of 2 s, past the default per-try timeout of
+/// 667 ms), requests in flight when SIGTERM arrives: each completes with a 200, and the
+/// gateway exits cleanly after them.
+#[tokio::test]
+async fn sigterm_under_slow_load_completes_every_accepted_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let arrived = Arc::new(Semaphore::new(0));
+    let handler = {
+        let arrived = arrived.clone();
+        Arc::new(move |_req: Request<Incoming>| {
+            let arrived = arrived.clone();
+            Box::pin(async move {
+                arrived.add_permits(1);
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                Response::new(full("slow but fine"))
+            }) as _
+        })
+    };
+    let first = Upstream::start("127.0.0.2:0", handler.clone()).await;
+    let port = first.addr.port();
+    let mut tasks = vec![first];
+    for ip in ["127.0.0.3", "127.0.0.4"] {
+        tasks.push(Upstream::start(&format!("{ip}:{port}"), handler.clone()).await);
+    }
+    let addrs: Vec<SocketAddr> = tasks.iter().map(|t| t.addr).collect();
+    let mut gw = start_binary_over(
+        dir.path(),
+        &addrs,
+        "shutdown_drain = \"200ms\"\nshutdown_timeout = \"20s\"",
+        "[upstreams.app-icalink.breaker]\ntimeout = \"2s\"",
+        &[],
+    )
+    .await;
+    const N: usize = 24;
+    let mut requests = Vec::new();
+    for i in 0..N {
+        let public = gw.public;
+        requests.push(tokio::spawn(async move {
+            let mut conn = connection(public).await;
+            let resp = conn
+                .send_request(get(public, &format!("/api/icalink/v1/schedule/{i}")))
+                .await
+                .unwrap();
+            (resp.status(), body_bytes(resp).await)
+        }));
+    }
+    // Every request is with a task (the first attempts) before the signal.
+    let _ = tokio::time::timeout(Duration::from_secs(10), arrived.acquire_many(N as u32))
+        .await
+        .expect("every request reached a task");
+    sigterm(&gw.child);
+    for r in requests {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(15), r)
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "slow but fine");
+    }
+    let exit = tokio::time::timeout(Duration::from_secs(10), gw.child.wait())
+        .await
+        .expect("gateway exits")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
 }
 
 #[tokio::test]

@@ -454,3 +454,84 @@ consecutive_failures = 0
     assert!(hits <= limit, "{hits} > {limit}");
     assert!(hits > N, "some retries were made");
 }
+
+/// A counter of app-icalink from the admin listener's `/metrics`.
+async fn counter(gw: &Gateway, name: &str) -> f64 {
+    let resp = client()
+        .get(format!("http://{}/metrics", gw.admin).parse().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+    let prefix = format!("{name}{{upstream=\"app-icalink\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// The incident: every task answers in 60 % of the deadline (a slow database), past
+/// the per-try timeout (deadline / 3). Sustained GETs: nothing fails, no task is ejected, the
+/// circuit stays closed, and the extra attempts are hedges within the retry budget.
+#[tokio::test]
+async fn uniformly_slow_tasks_fail_no_get_eject_no_task_and_hedge_within_budget() {
+    let tasks = tasks(3).await;
+    for t in &tasks {
+        t.set(Behavior::Delay(Duration::from_millis(600)));
+    }
+    let gw = Arc::new(
+        gateway(
+            &tasks,
+            "[upstreams.app-icalink.breaker]\ntimeout = \"1s\"\n[upstreams.app-icalink.retry]\nmin_retries_per_second = 1",
+        )
+        .await,
+    );
+    const WORKERS: usize = 8;
+    const EACH: usize = 8;
+    let bad = load(&gw, WORKERS, EACH).await;
+    assert!(bad.is_empty(), "failed GETs: {bad:?}");
+    let requests = WORKERS * EACH;
+    let hits = total_hits(&tasks);
+    let hedges = counter(&gw, "gateway_hedges_total").await as usize;
+    // 20 % of the requests plus the floor of 1/s over the 10 s window.
+    let budget = requests / 5 + 10;
+    eprintln!(
+        "measured: {requests} GETs at 600 ms (deadline 1 s): {hits} attempts, {hedges} hedges (budget {budget})"
+    );
+    assert_eq!(hits, requests + hedges, "every extra attempt is a hedge");
+    assert!(hedges <= budget, "{hedges} hedges > budget {budget}");
+    assert_eq!(gw.eligible("app-icalink").len(), 3, "no task ejected");
+    let icalink = upstream_status(&gw, "app-icalink").await;
+    assert_eq!(icalink["breaker"]["state"], "closed", "{icalink}");
+    assert_eq!(icalink["breaker"]["consecutive_failures"], 0, "{icalink}");
+}
+
+/// One task at 0.75 of the deadline among fast ones: its requests still succeed, answered by
+/// a hedge on a fast task (or by the slow task itself, inside the deadline).
+#[tokio::test]
+async fn a_slow_task_among_fast_ones_costs_no_failed_get() {
+    let tasks = tasks(3).await;
+    tasks[0].set(Behavior::Delay(Duration::from_millis(750)));
+    let gw = Arc::new(
+        gateway(
+            &tasks,
+            "[upstreams.app-icalink.breaker]\ntimeout = \"1s\"\n[upstreams.app-icalink.retry]\nper_try_timeout = \"200ms\"",
+        )
+        .await,
+    );
+    let bad = load(&gw, 4, 10).await;
+    assert!(bad.is_empty(), "failed GETs: {bad:?}");
+    let (hedges, won) = (
+        counter(&gw, "gateway_hedges_total").await,
+        counter(&gw, "gateway_hedges_won_total").await,
+    );
+    eprintln!(
+        "measured: slow task hit {} times in 40 GETs; {hedges} hedges, {won} won",
+        tasks[0].hits()
+    );
+    assert!(won <= hedges);
+    if tasks[0].hits() > 0 {
+        assert!(hedges > 0.0, "the slow task's requests were hedged");
+    }
+    assert_eq!(gw.eligible("app-icalink").len(), 3, "slow is not failure");
+}

@@ -241,9 +241,11 @@ impl Default for BreakerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
-    /// Extra attempts after the first, each on a different task when one exists.
+    /// Extra attempts after the first (retries and hedges), each on a different task when one
+    /// exists.
     pub max_retries: u32,
-    /// Limit for one attempt of a retryable request; default `breaker.timeout / (max_retries + 1)`.
+    /// When an attempt of an idempotent request has not answered after this, a hedge starts on
+    /// another task (the attempt keeps running); default `breaker.timeout / (max_retries + 1)`.
     #[serde(
         with = "humantime_serde",
         default,
@@ -275,7 +277,7 @@ impl Default for RetryConfig {
 }
 
 impl UpstreamConfig {
-    /// The limit of one attempt of a retryable request.
+    /// When an attempt of an idempotent request is hedged.
     pub fn per_try_timeout(&self) -> Duration {
         self.retry
             .per_try_timeout

@@ -248,7 +248,7 @@ impl Metrics {
         let mut extra = String::new();
         let _ = writeln!(
             extra,
-            "# HELP gateway_circuit_open_seconds_total Total time the upstream's circuit spent open or half-open.\n\
+            "# HELP gateway_circuit_open_seconds_total Total time the upstream's circuit spent open (rejecting), up to each reset time.\n\
              # TYPE gateway_circuit_open_seconds_total counter"
         );
         for u in upstreams {

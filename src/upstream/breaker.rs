@@ -7,6 +7,11 @@
 //! cannot trip it). Open: everything is rejected until `reset_timeout` has passed. Half-open:
 //! `half_open_requests` trials pass; that many successes close the circuit, one failure re-opens
 //! it with the reset time doubled (capped at `max_reset_timeout`, jittered).
+//!
+//! Open turns half-open when the reset time has passed, whether a request comes or not:
+//! [`Breaker::tick`] makes the move, and every reading (admission, status, metrics) ticks
+//! first, so an idle upstream never reads "open" past its reset time, and its open time stops
+//! counting then.
 
 use std::time::Duration;
 
@@ -77,7 +82,8 @@ pub struct Breaker {
     /// Re-openings since the circuit last closed: the reset time doubles with each.
     reopenings: u32,
     open_until: Instant,
-    opened_at: Instant,
+    /// When the current open period began.
+    open_since: Instant,
     trials_in_flight: u32,
     trial_successes: u32,
     stats: Stats,
@@ -92,7 +98,7 @@ impl Breaker {
             consecutive_failures: 0,
             reopenings: 0,
             open_until: now,
-            opened_at: now,
+            open_since: now,
             trials_in_flight: 0,
             trial_successes: 0,
             stats: Stats::default(),
@@ -108,12 +114,40 @@ impl Breaker {
         self.state
     }
 
+    /// Counters at `now`; `time_open` counts open periods only, up to their reset time
+    /// (half-open is not open: trials pass).
     pub fn stats(&self, now: Instant) -> Stats {
         let mut s = self.stats;
-        if self.state != State::Closed {
-            s.time_open += now.saturating_duration_since(self.opened_at);
+        if self.state == State::Open {
+            s.time_open += now
+                .min(self.open_until)
+                .saturating_duration_since(self.open_since);
         }
         s
+    }
+
+    /// When an open circuit turns half-open (none unless open): the moment to [`tick`].
+    ///
+    /// [`tick`]: Breaker::tick
+    pub fn reopens_at(&self) -> Option<Instant> {
+        (self.cfg.enabled && self.state == State::Open).then_some(self.open_until)
+    }
+
+    /// Moves an open circuit whose reset time has passed to half-open.
+    pub fn tick(&mut self, now: Instant) -> Option<Transition> {
+        if !self.cfg.enabled || self.state != State::Open || now < self.open_until {
+            return None;
+        }
+        self.stats.time_open += self.open_until.saturating_duration_since(self.open_since);
+        self.state = State::HalfOpen;
+        self.trials_in_flight = 0;
+        self.trial_successes = 0;
+        Some(Transition {
+            from: State::Open,
+            to: State::HalfOpen,
+            reason: "reset timeout elapsed".to_owned(),
+            reset_after: None,
+        })
     }
 
     /// Time until an open circuit lets a trial through (zero unless open).
@@ -133,26 +167,15 @@ impl Breaker {
         if !self.cfg.enabled {
             return (Admission::Allowed { trial: false }, None);
         }
-        let mut transition = None;
+        let transition = self.tick(now);
         if self.state == State::Open {
-            if now < self.open_until {
-                self.stats.rejected += 1;
-                return (
-                    Admission::Rejected {
-                        retry_after: self.open_until - now,
-                    },
-                    None,
-                );
-            }
-            self.state = State::HalfOpen;
-            self.trials_in_flight = 0;
-            self.trial_successes = 0;
-            transition = Some(Transition {
-                from: State::Open,
-                to: State::HalfOpen,
-                reason: "reset timeout elapsed".to_owned(),
-                reset_after: None,
-            });
+            self.stats.rejected += 1;
+            return (
+                Admission::Rejected {
+                    retry_after: self.open_until - now,
+                },
+                None,
+            );
         }
         if self.state == State::HalfOpen {
             if self.trials_in_flight + self.trial_successes >= self.cfg.half_open_requests {
@@ -239,9 +262,7 @@ impl Breaker {
             .min(self.cfg.max_reset_timeout.max(base));
         // Up to 20 % shorter at random, so the replicas of the gateway do not probe in step.
         let reset = full.saturating_sub(full.mul_f64(0.2 * fastrand::f64()));
-        if from == State::Closed {
-            self.opened_at = now;
-        }
+        self.open_since = now;
         self.state = State::Open;
         self.open_until = now + reset;
         self.trials_in_flight = 0;
@@ -256,7 +277,6 @@ impl Breaker {
     }
 
     fn close(&mut self, now: Instant) -> Transition {
-        self.stats.time_open += now.saturating_duration_since(self.opened_at);
         self.state = State::Closed;
         self.consecutive_failures = 0;
         self.reopenings = 0;
@@ -341,6 +361,32 @@ mod tests {
         let (adm, t) = b.admit(now + reset);
         assert_eq!(adm, Admission::Allowed { trial: true });
         assert_eq!(t.unwrap().to, State::HalfOpen);
+    }
+
+    /// An idle upstream: no request comes, yet at the reset time the circuit reads half-open
+    /// and its open time stops growing.
+    #[tokio::test(start_paused = true)]
+    async fn open_turns_half_open_on_time_without_a_request() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
+        assert_eq!(b.reopens_at(), Some(now + reset));
+        assert_eq!(b.tick(now + reset / 2), None);
+        assert_eq!(b.state(), State::Open);
+        let t = b.tick(now + reset).unwrap();
+        assert_eq!((t.from, t.to), (State::Open, State::HalfOpen));
+        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(b.reopens_at(), None);
+        assert_eq!(b.retry_after(now + reset), Duration::ZERO);
+        let much_later = now + reset * 100;
+        assert_eq!(b.stats(much_later).time_open, reset);
+        assert_eq!(b.tick(much_later), None, "one move");
+        // A trial still decides: it is let through when it comes, however late.
+        assert_eq!(b.admit(much_later).0, Admission::Allowed { trial: true });
+        // Read before the tick, the time open is already capped at the reset time.
+        let mut b = Breaker::new(cfg(), now);
+        let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
+        assert_eq!(b.stats(now + reset * 3).time_open, reset);
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,7 +25,7 @@ use http::Response;
 use http::request::Parts;
 use http::uri::Authority;
 use tokio::sync::watch;
-use tokio_util::sync::DropGuard;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::balance::Balance;
 use self::controller::{Controller, Settings};
@@ -139,8 +139,8 @@ pub struct Upstream {
     shared: Arc<Shared>,
     breaker: Arc<BreakerHandle>,
     ready: watch::Receiver<bool>,
-    /// Stops the controller when the last clone is dropped.
-    _stop: Arc<DropGuard>,
+    /// Stops the controller and the breaker's clock when the last clone is dropped.
+    _stop: Arc<(DropGuard, DropGuard)>,
 }
 
 impl Upstream {
@@ -183,6 +183,8 @@ impl Upstream {
             cfg.breaker.clone(),
             metrics.clone(),
         ));
+        let clock = CancellationToken::new();
+        tokio::spawn(breaker.clone().run_clock(clock.clone()));
         let policy = Policy {
             name: name.clone(),
             max_retries: cfg.retry.max_retries,
@@ -207,7 +209,7 @@ impl Upstream {
             shared: handle.shared,
             breaker,
             ready: handle.ready,
-            _stop: Arc::new(handle.stop),
+            _stop: Arc::new((handle.stop, clock.drop_guard())),
         })
     }
 

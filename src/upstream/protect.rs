@@ -20,7 +20,9 @@ use bytes::Bytes;
 use http::Response;
 use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
 use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
 use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
@@ -46,6 +48,8 @@ pub struct BreakerHandle {
     /// admits one more request, as if it had come a moment earlier.
     admits_all: AtomicBool,
     metrics: Arc<UpstreamMetrics>,
+    /// Woken when the circuit opens, so [`BreakerHandle::run_clock`] learns its reset time.
+    opened: Notify,
 }
 
 /// A breaker's state for status pages and metrics.
@@ -65,6 +69,7 @@ impl BreakerHandle {
             admits_all: AtomicBool::new(admits_all(&breaker)),
             breaker: Mutex::new(breaker),
             metrics,
+            opened: Notify::new(),
         }
     }
 
@@ -76,15 +81,45 @@ impl BreakerHandle {
         }
     }
 
+    /// The state now: an open circuit past its reset time reads (and becomes) half-open.
     pub fn status(&self) -> Option<BreakerStatus> {
         let now = crate::clock::now();
-        let b = self.breaker.lock().ok()?;
-        Some(BreakerStatus {
+        let mut b = self.breaker.lock().ok()?;
+        let transition = b.tick(now);
+        self.mirror(&b);
+        let status = BreakerStatus {
             state: b.state(),
             consecutive_failures: b.consecutive_failures(),
             retry_after: b.retry_after(now),
             stats: b.stats(now),
-        })
+        };
+        drop(b);
+        if let Some(t) = transition {
+            self.log(&t);
+        }
+        Some(status)
+    }
+
+    /// Moves the circuit to half-open at its reset time, with or without traffic, until
+    /// `stop`: the transition is logged and counted on time, not when the next request (or
+    /// scrape) happens to come. One task per upstream, asleep while the circuit is closed; the
+    /// request path arms no timer for it.
+    pub async fn run_clock(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let reopens_at = self.breaker.lock().ok().and_then(|b| b.reopens_at());
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.opened.notified() => {}
+                () = async {
+                    match reopens_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let _ = self.status();
+                }
+            }
+        }
     }
 
     fn admit(&self) -> Admission {
@@ -118,6 +153,9 @@ impl BreakerHandle {
 
     /// Every transition at WARN with the word "circuit": operators `grep circuit` the logs.
     fn log(&self, t: &Transition) {
+        if t.to == State::Open {
+            self.opened.notify_one();
+        }
         self.metrics.transition(t.from.as_str(), t.to.as_str());
         let message = match t.to {
             State::Open => "circuit opened",
@@ -366,6 +404,49 @@ mod tests {
 
     fn handle(cfg: BreakerConfig) -> BreakerHandle {
         BreakerHandle::new("app".into(), cfg, detached_upstream_metrics("app"))
+    }
+
+    /// No request comes after the circuit opens (a quiet night): the clock task moves it to
+    /// half-open at its reset time, its open time stops there, and the transitions are
+    /// counted when they happen.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_upstreams_circuit_turns_half_open_on_time() {
+        let h = Arc::new(handle(BreakerConfig {
+            threshold: 1,
+            failure_rate: 0.0,
+            reset_timeout: Duration::from_secs(10),
+            max_reset_timeout: Duration::from_secs(10),
+            ..BreakerConfig::default()
+        }));
+        let stop = CancellationToken::new();
+        let clock = tokio::spawn(h.clone().run_clock(stop.clone()));
+        tokio::task::yield_now().await;
+        assert!(matches!(h.admit(), Admission::Allowed { trial: false }));
+        h.record(Outcome::Failure, false);
+        let state = |h: &BreakerHandle| h.breaker.lock().unwrap().state();
+        assert_eq!(state(&h), State::Open);
+        // The reset time is jittered up to 20 % shorter: past 10 s it is half-open for sure.
+        tokio::time::sleep(Duration::from_millis(7900)).await;
+        assert_eq!(state(&h), State::Open, "not before 8 s");
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert_eq!(
+            state(&h),
+            State::HalfOpen,
+            "moved without a request or a read"
+        );
+        let open = h.status().unwrap().stats.time_open;
+        assert!(
+            open >= Duration::from_secs(8) && open <= Duration::from_secs(10),
+            "{open:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(
+            h.status().unwrap().stats.time_open,
+            open,
+            "stopped counting"
+        );
+        stop.cancel();
+        clock.await.unwrap();
     }
 
     /// The lock-free admission of a closed breaker must follow every state change: the
