@@ -374,6 +374,39 @@ async fn sigterm_under_slow_load_completes_every_accepted_request() {
     assert!(exit.success(), "exit status {exit:?}");
 }
 
+/// An upload that stops past `client_body_timeout`: 408, and its access-log line says why.
+#[tokio::test]
+async fn a_stalled_upload_is_logged_with_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    // A task that reads the whole body before it answers.
+    let (up, _seen) = Upstream::recording("127.0.0.1:0").await;
+    let gw = start_binary(dir.path(), up.addr, "client_body_timeout = \"300ms\"", &[]).await;
+    let reply = raw_exchange(
+        gw.public,
+        b"POST /api/icalink/v1/attendance/1/checkin HTTP/1.1\r\nHost: gw\r\n\
+          Content-Length: 100000\r\n\r\nhello",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    let mut line = None;
+    for _ in 0..200 {
+        let log = std::fs::read_to_string(&gw.log).unwrap();
+        line = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "access");
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = line.expect("an access-log line");
+    assert_eq!(line["status"], 408, "{line}");
+    assert_eq!(line["outcome"], "client_body_timeout", "{line}");
+    assert_eq!(line["upstream"], "app-icalink", "{line}");
+}
+
 #[tokio::test]
 async fn shutdown_timeout_bounds_a_request_that_never_finishes() {
     let dir = tempfile::tempdir().unwrap();

@@ -173,7 +173,12 @@ impl Gateway {
             (Some(c), Verdict::Preflight { allowed }) => Err(c.preflight(allowed)),
             (_, cors) => match self.forward(head, body, peer, &mut record).await {
                 Ok(ok) => Ok((ok, cors)),
-                Err(err) => Err(self.refusal(err, &request_id, cors)),
+                Err(err) => {
+                    if let ProxyError::ClientTimeout(_) = err {
+                        record.outcome("client_body_timeout");
+                    }
+                    Err(self.refusal(err, &request_id, cors))
+                }
             },
         };
         let resp = match result {

@@ -35,6 +35,9 @@ struct Inner {
     method: Method,
     route: usize,
     status: u16,
+    /// What the log says happened, when the answer alone does not tell (a 408 for a stalled
+    /// upload is complete as a response; its request was not).
+    outcome: Option<&'static str>,
     log: Option<LogFields>,
 }
 
@@ -68,6 +71,7 @@ impl RequestRecord {
                 method: method.clone(),
                 route,
                 status: 0,
+                outcome: None,
                 log: log.map(|(path, request_id)| LogFields {
                     path: path.to_owned(),
                     request_id,
@@ -96,6 +100,13 @@ impl RequestRecord {
         if let Some(log) = self.inner.as_mut().and_then(|i| i.log.as_mut()) {
             log.endpoint = served_by.cloned();
             log.attempts = attempts;
+        }
+    }
+
+    /// The access log's `outcome` for this request, whatever its response's body does.
+    pub fn outcome(&mut self, outcome: &'static str) {
+        if let Some(inner) = &mut self.inner {
+            inner.outcome = Some(outcome);
         }
     }
 
@@ -131,6 +142,7 @@ impl Drop for RequestRecord {
 
 impl Inner {
     fn finish(self, bytes: u64, outcome: &'static str) {
+        let outcome = self.outcome.unwrap_or(outcome);
         let elapsed = crate::clock::now().saturating_duration_since(self.start);
         self.metrics.request_ended();
         if self.status != CLIENT_CLOSED {
