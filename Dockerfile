@@ -7,8 +7,14 @@
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-trixie AS builder
+# Stamped into the binary (`--version`, /status, gateway_build_info; see build.rs): the
+# context has no .git, so the revision comes as an argument (`--build-arg REVISION=$(git
+# rev-parse --short=12 HEAD)`).
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ENV STRATIX_VERSION=${VERSION} STRATIX_REVISION=${REVISION}
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 # The registry and target directories live in BuildKit caches: a rebuild after a source change
@@ -20,9 +26,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM gcr.io/distroless/cc-debian13:nonroot
 ARG VERSION=0.1.0
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="stratix-gateway" \
       org.opencontainers.image.description="API gateway for ObSync on Docker Swarm (drop-in for obsync_api-gateway)" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="https://example.invalid/obsync/stratix-gateway"
 COPY --from=builder /out/stratix-gateway /usr/local/bin/stratix-gateway

@@ -51,7 +51,8 @@ impl Admin {
     pub fn status(&self) -> Status<'_> {
         let now = crate::clock::now();
         Status {
-            version: env!("CARGO_PKG_VERSION"),
+            version: crate::version::VERSION,
+            revision: crate::version::REVISION,
             config: self.config_source.as_deref(),
             draining: self.lifecycle.is_draining(),
             upstreams: self
@@ -92,6 +93,7 @@ fn upstream_sample(u: &Upstream) -> UpstreamSample<'_> {
 #[derive(Debug, Serialize)]
 pub struct Status<'a> {
     pub version: &'static str,
+    pub revision: &'static str,
     pub config: Option<&'a str>,
     pub draining: bool,
     pub upstreams: Vec<UpstreamStatus>,

@@ -18,7 +18,7 @@ use crate::server::Workers;
 #[derive(Debug, Parser)]
 #[command(
     name = "stratix-gateway",
-    version,
+    version = crate::version::LONG,
     about = "API gateway for ObSync on Docker Swarm"
 )]
 pub struct Cli {
@@ -33,10 +33,12 @@ pub struct Cli {
 pub enum Command {
     /// Load and validate the configuration, print the effective config as TOML.
     CheckConfig,
-    /// GET the gateway's own /health; exit 0 on 200 (the Docker HEALTHCHECK).
+    /// GET the gateway's own /health; exit 0 on 200 (the Docker HEALTHCHECK). Without --url,
+    /// the public listener of the configuration (the same file and `GATEWAY_*` variables the
+    /// gateway reads), on loopback when it listens on all addresses.
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8090/health")]
-        url: String,
+        #[arg(long)]
+        url: Option<String>,
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
@@ -46,7 +48,16 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig) => check_config(&cli.config),
-        Some(Command::Healthcheck { url, timeout }) => healthcheck(&url, timeout),
+        Some(Command::Healthcheck { url, timeout }) => {
+            let url = match url {
+                Some(url) => url,
+                None => match load(&cli.config) {
+                    Some(c) => health_url(c.server.listen),
+                    None => return ExitCode::FAILURE,
+                },
+            };
+            healthcheck(&url, timeout)
+        }
         None => run(&cli.config),
     }
 }
@@ -152,6 +163,21 @@ pub async fn shutdown_signal() {
     tracing::info!(signal = name, "signal received");
 }
 
+/// `/health` on the public listener, the one clients reach (the admin listener answers the same
+/// state, but a gateway whose public port is gone is not healthy). An unspecified address
+/// (`0.0.0.0`, `::`) is probed on loopback.
+fn health_url(listen: std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/health",
+        std::net::SocketAddr::new(ip, listen.port())
+    )
+}
+
 fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
     let uri: http::Uri = match url.parse() {
         Ok(u) => u,
@@ -188,4 +214,18 @@ fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_url_follows_the_listener() {
+        let url = |a: &str| health_url(a.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8090"), "http://127.0.0.1:8090/health");
+        assert_eq!(url("0.0.0.0:18080"), "http://127.0.0.1:18080/health");
+        assert_eq!(url("10.0.1.5:8090"), "http://10.0.1.5:8090/health");
+        assert_eq!(url("[::]:8090"), "http://[::1]:8090/health");
+    }
 }

@@ -4,7 +4,8 @@
 //! checks it, `../shared/tools/module-cycles.py src` finds no cycle):
 //!
 //! 1. [`clock`] (one reading per poll, the exchange [`clock::Deadline`]), [`path`], [`config`],
-//!    [`error`] (the boxed error, error chains), [`shard`] (per-worker cells);
+//!    [`error`] (the boxed error, error chains), [`shard`] (per-worker cells), [`version`] (which
+//!    build this is);
 //! 2. [`http1`] (the wire format both sides share, no I/O), [`body`] (the client's, the
 //!    upstream request's and the response bodies), [`reply`] (the gateway's own JSON answers);
 //! 3. [`routing`] (prefix to upstream), [`auth`] (tokens to identity headers), [`telemetry`]
@@ -39,3 +40,4 @@ pub mod server;
 pub mod shard;
 pub mod telemetry;
 pub mod upstream;
+pub mod version;

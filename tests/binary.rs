@@ -538,6 +538,11 @@ fn check_config_prints_the_effective_config() {
         .arg(&path)
         .env("GATEWAY_SERVER__SHUTDOWN_DRAIN", "7s")
         .env("GATEWAY_AUTH__SECRET_FILE", &secret)
+        // README's deploy step exports these: not configuration, and no reason to fail.
+        .env("GATEWAY_TAG", "v2")
+        .env("AUTH_GATEWAY_TAG", "v1")
+        // An upstream with a hyphen, from a POSIX shell.
+        .env("GATEWAY_UPSTREAMS__APP_ICALINK__BREAKER__THRESHOLD", "11")
         .output()
         .unwrap();
     assert!(
@@ -545,9 +550,15 @@ fn check_config_prints_the_effective_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warnings.contains("warning: GATEWAY_TAG: not read"),
+        "{warnings}"
+    );
     let printed = String::from_utf8(out.stdout).unwrap();
     let config = stratix_gateway::config::Config::from_toml("printed", &printed).unwrap();
     assert_eq!(config.server.shutdown_drain, Duration::from_secs(7));
+    assert_eq!(config.upstreams["app-icalink"].breaker.threshold, 11);
     assert_eq!(config.routes.len(), 3);
     assert!(
         !printed.contains("a-stand-in-secret"),
@@ -587,4 +598,47 @@ async fn healthcheck_command_reflects_the_gateway() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
+
+/// Without `--url`, the healthcheck probes the configured public listener: read from the same
+/// file (`--config` or `GATEWAY_CONFIG`) and environment overrides the gateway reads, so a
+/// gateway on another port is not reported unhealthy.
+#[tokio::test]
+async fn healthcheck_probes_the_configured_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, _seen) = Upstream::recording("127.0.0.1:0").await;
+    let gw = start_binary(dir.path(), up.addr, "", &[]).await;
+    assert_ne!(gw.public.port(), 8090);
+    let config = dir.path().join("gateway.toml");
+    let status = Command::new(BIN)
+        .arg("healthcheck")
+        .env("GATEWAY_CONFIG", &config)
+        .env_remove("GATEWAY_SERVER__LISTEN")
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "the configured port is probed");
+    // An environment override moves the listener for the healthcheck as for the gateway.
+    let dead = dead_addr().await;
+    let out = Command::new(BIN)
+        .args(["healthcheck", "--config"])
+        .arg(&config)
+        .env("GATEWAY_SERVER__LISTEN", dead.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&dead.to_string()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A configuration that does not load is unhealthy, with the reason.
+    let out = Command::new(BIN)
+        .args(["healthcheck", "--config", "/nonexistent/gateway.toml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// Bottom to top. A module imports only from layers below its own, and from the modules its
 /// own layer lists before it (the order inside a layer is the allowed direction).
 const LAYERS: &[&[&str]] = &[
-    &["clock", "path", "config", "error", "shard"],
+    &["clock", "path", "config", "error", "shard", "version"],
     &["http1", "body", "reply"],
     &["routing", "auth", "telemetry"],
     &["upstream"],

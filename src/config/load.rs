@@ -20,39 +20,60 @@ pub enum ConfigError {
     Invalid(#[from] Invalid),
 }
 
+/// The configuration's sections: the only names a `GATEWAY_` variable may start with.
+/// (`config` names the file itself: `GATEWAY_CONFIG`.)
+pub const SECTIONS: [&str; 9] = [
+    "server",
+    "log",
+    "discovery",
+    "upstreams",
+    "routes",
+    "cors",
+    "compression",
+    "security_headers",
+    "auth",
+];
+
+/// Parse errors reported at most, each found by taking the one before out (see `extract_all`).
+const MAX_ERRORS: usize = 50;
+
 impl Config {
     /// Loads `path`, overlays `GATEWAY_*` environment variables and validates the result.
+    ///
+    /// Only variables that name a section are read (`GATEWAY_SERVER__LISTEN`): a deploy
+    /// script's own `GATEWAY_TAG` or `GATEWAY_IMAGE` is not configuration, and is listed in
+    /// the warnings instead of failing the load. `__` nests keys; an upstream's name is matched
+    /// with `_` standing for `-` (a POSIX shell cannot name `app-icalink` in a variable:
+    /// `GATEWAY_UPSTREAMS__APP_ICALINK__BREAKER__THRESHOLD` sets `app-icalink`'s).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        // GATEWAY_CONFIG names the file itself; it is not a key.
-        Self::load_with_env(
-            path,
-            Env::prefixed("GATEWAY_").ignore(&["config"]).split("__"),
-        )
-    }
-
-    fn load_with_env(path: &Path, env: Env) -> Result<Self, ConfigError> {
         // figment treats a missing file as empty; an operator who mistypes the path must hear so.
         if !path.is_file() {
             return Err(ConfigError::NotFound {
                 path: path.to_owned(),
             });
         }
-        let mut config: Config = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(env)
-            .extract()
-            .map_err(parse_error)?;
+        let upstreams = upstream_names(path);
+        let mut ignored: Vec<String> = std::env::vars()
+            .filter_map(|(name, _)| {
+                let rest = name.strip_prefix("GATEWAY_")?;
+                (rest != "CONFIG" && env_key(rest, &upstreams).is_none()).then_some(name)
+            })
+            .collect();
+        ignored.sort();
+        let env = Env::prefixed("GATEWAY_")
+            .ignore(&["config"])
+            .filter_map(move |key| env_key(key.as_str(), &upstreams).map(|k| k.join(".").into()));
+        let figment = Figment::new().merge(Toml::file_exact(path)).merge(env);
+        let mut config: Config = extract_all(&figment)?;
         config.validate(&path.display().to_string())?;
         config.source = Some(path.display().to_string());
+        config.ignored_env = ignored;
         Ok(config)
     }
 
     /// Parses a TOML document directly (tests, benches); no environment overlay.
     pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ConfigError> {
-        let config: Config = Figment::new()
-            .merge(Toml::string(text))
-            .extract()
-            .map_err(parse_error)?;
+        let config: Config = extract_all(&Figment::new().merge(Toml::string(text)))?;
         config.validate(source_name)?;
         Ok(config)
     }
@@ -66,20 +87,125 @@ impl Config {
     }
 }
 
-/// One line per figment error: `where: key: what`, where `where` is the file or the
-/// environment variable that held the bad value (figment's own text says `default.` for the
-/// profile, which means nothing to an operator).
-fn parse_error(err: figment::Error) -> ConfigError {
-    let lines = err
-        .into_iter()
+/// The upstream names the file defines (for matching variables); none if it does not parse
+/// (its own error is reported by the load).
+fn upstream_names(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| match t.get("upstreams") {
+            Some(toml::Value::Table(u)) => Some(u.keys().cloned().collect()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The key path a `GATEWAY_` variable (prefix removed) sets, or `None` when its first part
+/// is no section. Keys are lowercase; an upstream's name is the file's spelling when it
+/// matches with `_` for `-`.
+fn env_key(rest: &str, upstreams: &[String]) -> Option<Vec<String>> {
+    let mut parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    if !SECTIONS.contains(&parts.first()?.as_str()) {
+        return None;
+    }
+    if parts.first().is_some_and(|s| s == "upstreams")
+        && let Some(name) = parts.get_mut(1)
+        && let Some(known) = upstreams
+            .iter()
+            .find(|u| u.replace('-', "_").eq_ignore_ascii_case(name))
+    {
+        name.clone_from(known);
+    }
+    Some(parts)
+}
+
+/// Extracts the configuration, reporting every bad value rather than the first: serde stops
+/// at the first error, so each error's key is taken out and the rest extracted again, up to
+/// [`MAX_ERRORS`]. Each error names where its value came from (the file, or the variable).
+fn extract_all(figment: &Figment) -> Result<Config, ConfigError> {
+    let first = match figment.extract::<Config>() {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    // The merged values as written; if even that fails (a TOML syntax error), there is
+    // nothing to take apart.
+    let mut values: figment::value::Value = match figment.extract() {
+        Ok(v) => v,
+        Err(_) => return Err(ConfigError::Parse(describe(figment, first))),
+    };
+    let mut lines: Vec<String> = Vec::new();
+    let mut err = first;
+    for _ in 0..MAX_ERRORS {
+        let paths: Vec<Vec<String>> = err.clone().into_iter().map(|e| e.path).collect();
+        for line in describe(figment, err) {
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
+        }
+        let mut removed = false;
+        for p in &paths {
+            removed |= remove(&mut values, p);
+        }
+        if !removed {
+            break;
+        }
+        match Figment::from(figment::providers::Serialized::globals(&values)).extract::<Config>() {
+            Ok(_) => break,
+            Err(e) => err = e,
+        }
+    }
+    Err(ConfigError::Parse(lines))
+}
+
+/// Takes the value at `path` out of `value`; false if there is none.
+fn remove(value: &mut figment::value::Value, path: &[String]) -> bool {
+    use figment::value::Value;
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for p in parents {
+        at = match at {
+            Value::Dict(_, d) => match d.get_mut(p) {
+                Some(v) => v,
+                None => return false,
+            },
+            Value::Array(_, a) => match p.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match at {
+        Value::Dict(_, d) => d.remove(last).is_some(),
+        Value::Array(_, a) => match last.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// One line per error: `where: key: what`, where `where` is the file or the environment
+/// variable that held the value (figment's own text says `default.` for the profile, which
+/// means nothing to an operator).
+fn describe(figment: &Figment, err: figment::Error) -> Vec<String> {
+    err.into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let place = match &e.metadata {
+            // The original figment knows where each value came from; the error's own
+            // metadata is lost once a key was taken out and the rest extracted again.
+            let md = figment.find_metadata(&key).or(e.metadata.as_ref());
+            let place = match md {
                 Some(md) => match &md.source {
                     Some(figment::Source::File(path)) => path.display().to_string(),
                     _ if md.name.contains("environment") => format!(
                         "environment variable GATEWAY_{}",
-                        e.path.join("__").to_ascii_uppercase()
+                        e.path.join("__").replace('-', "_").to_ascii_uppercase()
                     ),
                     _ => md.name.to_string(),
                 },
@@ -91,8 +217,7 @@ fn parse_error(err: figment::Error) -> ConfigError {
                 format!("{place}: {key}: {}", e.kind)
             }
         })
-        .collect();
-    ConfigError::Parse(lines)
+        .collect()
 }
 
 #[cfg(test)]
@@ -134,9 +259,15 @@ mod tests {
             jail.create_file("gw.toml", MINIMAL)?;
             jail.set_env("GATEWAY_SERVER__MAX_BODY", "1024");
             jail.set_env("GATEWAY_SERVER__SHUTDOWN_DRAIN", "0s");
+            // A deploy script's own variables name no section: not configuration, warned of.
+            jail.set_env("GATEWAY_TAG", "v2");
+            jail.set_env("GATEWAY_IMAGE", "registry/stratix-gateway:v2");
             let c = Config::load(Path::new("gw.toml")).map_err(|e| e.to_string())?;
             assert_eq!(c.server.max_body, 1024);
             assert_eq!(c.server.shutdown_drain, Duration::ZERO);
+            assert_eq!(c.ignored_env, ["GATEWAY_IMAGE", "GATEWAY_TAG"]);
+            let warned: Vec<String> = c.warnings().into_iter().map(|w| w.key).collect();
+            assert!(warned.contains(&"GATEWAY_TAG".to_owned()), "{warned:?}");
             Ok(())
         });
     }
@@ -170,5 +301,78 @@ mod tests {
                 "{file}"
             );
         }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn an_upstream_with_a_hyphen_is_set_from_a_shell_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gw.toml", MINIMAL)?;
+            jail.set_env("GATEWAY_UPSTREAMS__APP_ICALINK__BREAKER__THRESHOLD", "9");
+            let c = Config::load(Path::new("gw.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(c.upstreams["app-icalink"].breaker.threshold, 9);
+            assert_eq!(c.upstreams.len(), 1, "no second upstream app_icalink");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_bad_value_of_the_file_is_reported_at_once() {
+        let text = format!(
+            "{MINIMAL}\n[server]\nmax_body = \"big\"\nshutdown_drain = \"three seconds\"\n\
+             listen_port = 1\n[log]\naccess_log = \"yes\"\n"
+        );
+        let err = Config::from_toml("test.toml", &text)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "server.max_body",
+            "server.shutdown_drain",
+            "listen_port",
+            "log.access_log",
+        ] {
+            assert!(err.contains(key), "{key} missing from:\n{err}");
+        }
+        assert_eq!(err.lines().count(), 5, "a heading and four errors:\n{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn bad_variables_are_all_reported_and_blamed_on_themselves() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gw.toml", MINIMAL)?;
+            jail.set_env("GATEWAY_SERVER__MAX_BODY", "lots");
+            jail.set_env("GATEWAY_UPSTREAMS__APP_ICALINK__BREAKER__THRESHOLD", "many");
+            let err = Config::load(Path::new("gw.toml")).unwrap_err().to_string();
+            assert!(
+                err.contains("environment variable GATEWAY_SERVER__MAX_BODY: server.max_body"),
+                "{err}"
+            );
+            assert!(
+                err.contains(
+                    "environment variable GATEWAY_UPSTREAMS__APP_ICALINK__BREAKER__THRESHOLD"
+                ),
+                "{err}"
+            );
+            assert!(
+                !err.contains("gw.toml"),
+                "nothing is blamed on the file:\n{err}"
+            );
+            Ok(())
+        });
+    }
+
+    /// The variables' sections are the configuration's own.
+    #[test]
+    fn sections_are_the_top_level_keys() {
+        let mut text = format!("{MINIMAL}\n[cors]\nallow_origins = [\"https://a.example\"]\n");
+        text.push_str("[auth]\nsecret = \"0123456789abcdef0123456789abcdef\"\n");
+        let c = Config::from_toml("t.toml", &text).unwrap();
+        let table: toml::Table = c.to_toml().parse().unwrap();
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut sections = SECTIONS.to_vec();
+        keys.sort_unstable();
+        sections.sort_unstable();
+        assert_eq!(keys, sections);
     }
 }

@@ -52,6 +52,9 @@ pub struct Config {
     /// Where this configuration was loaded from (for status pages); not a key.
     #[serde(skip)]
     pub source: Option<String>,
+    /// `GATEWAY_` variables that name no section, so were not read (see `Config::load_from`).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -434,6 +434,13 @@ impl Config {
     /// What is allowed but probably not meant: printed by `check-config`, logged at startup.
     pub fn warnings(&self) -> Vec<Problem> {
         let mut w = Problems(Vec::new());
+        for name in &self.ignored_env {
+            w.push(
+                name,
+                "not read: names no configuration section (GATEWAY_<SECTION>__<KEY> sets a key, \
+                 GATEWAY_CONFIG the file)",
+            );
+        }
         if let Some(cors) = &self.cors
             && cors.allow_origins.iter().any(|o| o == "*")
         {

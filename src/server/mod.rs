@@ -148,7 +148,8 @@ impl<P: Handler, A: Handler> Server<P, A> {
         tracing::info!(
             listen = %self.public_addr(),
             admin_listen = %self.admin_addr(),
-            version = env!("CARGO_PKG_VERSION"),
+            version = crate::version::VERSION,
+            revision = crate::version::REVISION,
             "gateway started"
         );
         let public = tokio::spawn(accept_loop(

@@ -111,7 +111,10 @@ impl Metrics {
         let build_info = recorder.register_gauge(
             &Key::from_parts(
                 "gateway_build_info",
-                vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+                vec![
+                    Label::new("version", crate::version::VERSION),
+                    Label::new("revision", crate::version::REVISION),
+                ],
             ),
             &META,
         );

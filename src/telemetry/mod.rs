@@ -28,7 +28,11 @@ pub fn init_logging(cfg: &LogConfig) -> Result<(), String> {
             .with_current_span(false)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        // Colours only for a terminal: redirected to a file or a log driver, escape codes
+        // are noise in every line.
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init(),
     };
     result.map_err(|e| format!("cannot install the log subscriber: {e}"))
 }

@@ -124,7 +124,7 @@ impl HttpProbe {
             .header(header::HOST, endpoint.as_str())
             .header(
                 header::USER_AGENT,
-                concat!("stratix-gateway/", env!("CARGO_PKG_VERSION"), " health"),
+                concat!("stratix-gateway/", env!("STRATIX_BUILD_VERSION"), " health"),
             )
             .header(header::CONNECTION, "close")
             .body(RequestBody::empty())

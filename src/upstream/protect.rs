@@ -162,15 +162,32 @@ impl BreakerHandle {
             State::HalfOpen => "circuit half-open: letting trial requests through",
             State::Closed => "circuit closed",
         };
-        tracing::warn!(
-            upstream = %self.name,
-            from = t.from.as_str(),
-            to = t.to.as_str(),
-            reason = %t.reason,
-            reset_after = ?t.reset_after,
-            "{message}"
-        );
+        // Seconds as a number (a log pipeline can compare it), and absent when the move
+        // has none (half-open, closed), not `None` written out.
+        match t.reset_after {
+            Some(reset) => tracing::warn!(
+                upstream = %self.name,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                reason = %t.reason,
+                reset_after_seconds = round_millis(reset),
+                "{message}"
+            ),
+            None => tracing::warn!(
+                upstream = %self.name,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                reason = %t.reason,
+                "{message}"
+            ),
+        }
     }
+}
+
+/// Seconds with at most three decimals: what a log line needs, without a float's noise
+/// (`9.52`, not `9.519999999`).
+fn round_millis(d: Duration) -> f64 {
+    d.as_millis() as f64 / 1000.0
 }
 
 /// A closed breaker admits every request without changing anything (see `Breaker::admit`).
