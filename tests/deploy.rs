@@ -26,7 +26,9 @@ struct SwarmSecret {
 #[derive(Debug, Deserialize)]
 struct SecretMount {
     source: String,
-    target: String,
+    /// Absent: mounted at /run/secrets/<source>.
+    #[serde(default)]
+    target: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +76,7 @@ struct UpdateConfig {
     parallelism: u32,
     delay: String,
     failure_action: String,
+    #[serde(default)]
     monitor: String,
     order: String,
 }
@@ -243,10 +246,12 @@ fn the_deployment_table_holds() {
         assert_eq!(s.deploy.restart_policy.condition, "on-failure", "{name}");
         assert_eq!(s.logging.driver, "json-file", "{name}");
         assert_eq!(s.logging.options["max-size"], "10m", "{name}");
-        assert_eq!(s.logging.options["max-file"], "3", "{name}");
+        // The backends keep the five files they always had.
+        let files = if name.starts_with("app-") { "5" } else { "3" };
+        assert_eq!(s.logging.options["max-file"], files, "{name}");
         assert!(
-            s.networks.contains_key("obsync"),
-            "{name} on the shared network"
+            s.networks.contains_key("obsync-overlay"),
+            "{name} on the live stack's network"
         );
         instances += replicas;
     }
@@ -262,8 +267,118 @@ fn the_deployment_table_holds() {
             hc.test
         );
     }
-    let net = &stack.networks["obsync"];
+    let net = &stack.networks["obsync-overlay"];
     assert_eq!((net.driver.as_str(), net.attachable), ("overlay", true));
+    assert_eq!(stack.networks.len(), 1, "no network of our own");
+}
+
+/// Resolves a stack file of `stack/` to generic YAML, with the test's variables.
+fn resolved_value(file: &str) -> serde_json::Value {
+    let mut cmd = Command::new("docker");
+    cmd.args(["stack", "config", "-c", file])
+        .current_dir(stack_dir())
+        .envs(VARS.iter().copied());
+    let out = cmd
+        .output()
+        .expect("the docker CLI is needed for this test (no daemon): .ci/run installs it");
+    assert!(
+        out.status.success(),
+        "docker stack config -c {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap()
+}
+
+/// Every difference between two resolved values, as `key.path: ours vs live` lines; `allowed`
+/// names the key paths the deployment guide's table changes.
+fn differences(
+    path: &str,
+    ours: &serde_json::Value,
+    live: &serde_json::Value,
+    allowed: &[&str],
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if allowed.contains(&path) {
+        return;
+    }
+    match (ours, live) {
+        (Value::Object(a), Value::Object(b)) => {
+            for key in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                differences(
+                    &sub,
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                    allowed,
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(format!("{path}: {a} here, {b} in the live stack")),
+        _ => {}
+    }
+}
+
+/// `docker stack deploy -c stack/stack.yml obsync` replaces the live backends' specs with
+/// these: every key of the running spec (command, secrets, environment, network, health check,
+/// update and restart policies, logging) must stay as it is, except what the guide's table
+/// sets. A future edit that drops one fails here, naming the key.
+#[test]
+fn the_backends_are_deployed_as_they_run_today() {
+    let ours = resolved_value("stack.yml");
+    let live = resolved_value("live/backends.yml");
+    // What the deployment guide's table sets (today equal to the running values too).
+    const TABLE: &[&str] = &[
+        "deploy.replicas",
+        "deploy.resources",
+        "healthcheck.start_period",
+    ];
+    for backend in ["app-icalink", "app-icasync"] {
+        let mut out = Vec::new();
+        differences(
+            "",
+            &ours["services"][backend],
+            &live["services"][backend],
+            TABLE,
+            &mut out,
+        );
+        assert!(
+            out.is_empty(),
+            "{backend} would change on deploy:\n{}",
+            out.join("\n")
+        );
+        for key in ["command", "secrets", "environment", "networks", "logging"] {
+            assert!(
+                !live["services"][backend][key].is_null(),
+                "{backend}: the record has {key}"
+            );
+        }
+    }
+    assert_eq!(
+        ours["networks"]["obsync-overlay"],
+        live["networks"]["obsync-overlay"]
+    );
+    for secret in ["icalink_config", "icasync_config"] {
+        assert_eq!(ours["secrets"][secret], live["secrets"][secret], "{secret}");
+    }
+    // The comparison itself can fail: a dropped key is found.
+    let mut edited = ours["services"]["app-icalink"].clone();
+    edited.as_object_mut().unwrap().remove("command");
+    let mut out = Vec::new();
+    differences(
+        "",
+        &edited,
+        &live["services"]["app-icalink"],
+        TABLE,
+        &mut out,
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].starts_with("command:"), "{out:?}");
 }
 
 #[test]
@@ -313,7 +428,13 @@ fn the_gateway_service_is_set_up_for_rolling_updates() {
     let raw: toml::Table = toml::from_str(&text).unwrap();
     assert_eq!(
         raw["auth"]["secret_file"].as_str(),
-        Some(format!("/run/secrets/{}", gw.secrets[0].target).as_str())
+        Some(
+            format!(
+                "/run/secrets/{}",
+                gw.secrets[0].target.as_deref().unwrap_or("")
+            )
+            .as_str()
+        )
     );
     assert!(
         raw["auth"].get("secret").is_none(),
