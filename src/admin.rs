@@ -1,6 +1,7 @@
 //! The admin listener (`server.admin_listen`): never published by the stack, so it can say more
 //! than the public one: `/health`, and `/status` (every upstream's tasks, their health, ejection
-//! and load, and its breaker).
+//! and load, and its breaker), `/metrics`, and the one thing it lets an operator change:
+//! `POST /breakers/<upstream>/open|close|reset[?for=10m]`, behind the `[admin]` bearer token.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,14 +16,17 @@ use http::{Request, Response, StatusCode};
 use tokio::time::Instant;
 
 use crate::body::ResponseBody;
+use crate::config::Secret;
 use crate::reply::{json_error, json_response};
 use crate::server::{Handler, Lifecycle, health};
 use crate::telemetry::metrics::{CircuitSample, EndpointCounts, Metrics, UpstreamSample};
 use crate::upstream::Upstream;
-use crate::upstream::breaker::State;
+use crate::upstream::breaker::{Forced, State};
+use crate::upstream::protect::{BreakerStatus, Control};
 
 pub const STATUS_PATH: &str = "/status";
 pub const METRICS_PATH: &str = "/metrics";
+pub const BREAKERS_PATH: &str = "/breakers/";
 
 #[derive(Debug)]
 pub struct Admin {
@@ -30,6 +34,8 @@ pub struct Admin {
     upstreams: Vec<Upstream>,
     config_source: Option<String>,
     metrics: Arc<Metrics>,
+    /// `[admin] token`: without one, the write endpoints answer 403.
+    token: Option<Secret>,
 }
 
 impl Admin {
@@ -44,6 +50,111 @@ impl Admin {
             upstreams,
             config_source,
             metrics,
+            token: None,
+        }
+    }
+
+    pub fn with_token(mut self, token: Option<Secret>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// `POST /breakers/<upstream>/<open|close|reset>[?for=<duration>]`.
+    fn control_breaker(
+        &self,
+        req: &Request<crate::body::ClientBody>,
+        rest: &str,
+    ) -> Response<ResponseBody> {
+        if req.method() != http::Method::POST {
+            let mut resp = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "breaker control takes POST",
+                None,
+            );
+            resp.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            return resp;
+        }
+        let Some(token) = &self.token else {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "breaker control is off: set [admin] token_file to enable it",
+                None,
+            );
+        };
+        let presented = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        // Constant time: the token must not leak a byte at a time through response times.
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(presented, token.expose())) {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "a valid admin token is required",
+                None,
+            );
+        }
+        let Some((name, action)) = rest.split_once('/') else {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "POST /breakers/<upstream>/open|close|reset",
+                None,
+            );
+        };
+        let Some(upstream) = self.upstreams.iter().find(|u| &**u.name() == name) else {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                &format!("no upstream {name:?}"),
+                None,
+            );
+        };
+        let control = match action {
+            "open" => Control::Force(Forced::Open),
+            "close" => Control::Force(Forced::Closed),
+            "reset" => Control::Reset,
+            _ => {
+                return json_error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no breaker action {action:?}: open, close or reset"),
+                    Some(name),
+                );
+            }
+        };
+        let lasting = match query_value(req.uri().query(), "for") {
+            None => None,
+            Some(_) if control == Control::Reset => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "for= applies to open and close",
+                    Some(name),
+                );
+            }
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => Some(d),
+                _ => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("for={text:?} is not a duration (10m, 1h30m)"),
+                        Some(name),
+                    );
+                }
+            },
+        };
+        match upstream.breaker().control(control, lasting) {
+            Some(b) => match serde_json::to_vec_pretty(&breaker_view(&b)) {
+                Ok(body) => json_response(StatusCode::OK, body),
+                Err(e) => json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("cannot render: {e}"),
+                    None,
+                ),
+            },
+            None => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the breaker is unavailable",
+                Some(name),
+            ),
         }
     }
 
@@ -131,6 +242,9 @@ pub struct EndpointView {
 #[derive(Debug, Serialize)]
 pub struct BreakerView {
     pub state: &'static str,
+    /// Set through the admin API: `open` or `closed`, until reset or `forced_for_seconds`.
+    pub forced: Option<&'static str>,
+    pub forced_for_seconds: Option<f64>,
     pub consecutive_failures: u32,
     /// Seconds until an open circuit lets a trial through.
     pub half_open_in_seconds: Option<f64>,
@@ -169,15 +283,29 @@ fn upstream_status(u: &Upstream, now: Instant) -> UpstreamStatus {
                 consecutive_failures: e.consecutive_failures(),
             })
             .collect(),
-        breaker: u.breaker().status().map(|b| BreakerView {
-            state: b.state.as_str(),
-            consecutive_failures: b.consecutive_failures,
-            half_open_in_seconds: (b.state == State::Open).then_some(b.retry_after.as_secs_f64()),
-            rejected: b.stats.rejected,
-            opened: b.stats.opened,
-            time_open_seconds: b.stats.time_open.as_secs_f64(),
-        }),
+        breaker: u.breaker().status().map(|b| breaker_view(&b)),
     }
+}
+
+fn breaker_view(b: &BreakerStatus) -> BreakerView {
+    BreakerView {
+        state: b.state.as_str(),
+        forced: b.forced.map(|(f, _)| f.as_str()),
+        forced_for_seconds: b.forced.and_then(|(_, left)| left).map(|d| d.as_secs_f64()),
+        consecutive_failures: b.consecutive_failures,
+        half_open_in_seconds: (b.state == State::Open && b.forced.is_none())
+            .then_some(b.retry_after.as_secs_f64()),
+        rejected: b.stats.rejected,
+        opened: b.stats.opened,
+        time_open_seconds: b.stats.time_open.as_secs_f64(),
+    }
+}
+
+/// The value of `key` in a query string (no percent-decoding: the values here are plain).
+fn query_value<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
 impl Handler for Admin {
@@ -208,6 +336,9 @@ impl Handler for Admin {
                     None,
                 ),
             },
+            path if path.starts_with(BREAKERS_PATH) => {
+                self.control_breaker(&req, &path[BREAKERS_PATH.len()..])
+            }
             path => json_error(
                 StatusCode::NOT_FOUND,
                 &format!("Route {}:{path} not found", req.method()),

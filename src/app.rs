@@ -35,12 +35,16 @@ pub async fn bind(config: &Config) -> Result<App, AppError> {
     // rolling update does not answer its first requests with 503. Bounded: with DNS or
     // every backend down we still start (and answer 503 JSON) rather than hang.
     gateway.ready(startup_limit(config)).await;
+    // Validation loaded the token already; a file that went away since leaves the write
+    // endpoints locked (403), not the gateway down.
+    let token = config.admin.as_ref().and_then(|a| a.load_token().ok());
     let admin = Admin::new(
         lifecycle.clone(),
         gateway.upstreams().to_vec(),
         config.source.clone(),
         gateway.metrics().clone(),
-    );
+    )
+    .with_token(token);
     let public = Public {
         gateway,
         lifecycle: lifecycle.clone(),

@@ -457,11 +457,7 @@ consecutive_failures = 0
 
 /// A counter of app-icalink from the admin listener's `/metrics`.
 async fn counter(gw: &Gateway, name: &str) -> f64 {
-    let resp = client()
-        .get(format!("http://{}/metrics", gw.admin).parse().unwrap())
-        .await
-        .unwrap();
-    let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+    let text = admin_metrics(gw).await;
     let prefix = format!("{name}{{upstream=\"app-icalink\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

@@ -22,7 +22,7 @@ pub enum ConfigError {
 
 /// The configuration's sections: the only names a `GATEWAY_` variable may start with.
 /// (`config` names the file itself: `GATEWAY_CONFIG`.)
-pub const SECTIONS: [&str; 9] = [
+pub const SECTIONS: [&str; 10] = [
     "server",
     "log",
     "discovery",
@@ -32,6 +32,7 @@ pub const SECTIONS: [&str; 9] = [
     "compression",
     "security_headers",
     "auth",
+    "admin",
 ];
 
 /// Parse errors reported at most, each found by taking the one before out (see `extract_all`).
@@ -367,6 +368,7 @@ mod tests {
     fn sections_are_the_top_level_keys() {
         let mut text = format!("{MINIMAL}\n[cors]\nallow_origins = [\"https://a.example\"]\n");
         text.push_str("[auth]\nsecret = \"0123456789abcdef0123456789abcdef\"\n");
+        text.push_str("[admin]\ntoken = \"an-operators-token-of-32-bytes-or-more\"\n");
         let c = Config::from_toml("t.toml", &text).unwrap();
         let table: toml::Table = c.to_toml().parse().unwrap();
         let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();

@@ -49,6 +49,9 @@ pub struct Config {
     /// Absent: no request is authenticated (client-sent identity headers are still removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+    /// The admin listener's write endpoints (manual breaker control); absent: they answer 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
     /// Where this configuration was loaded from (for status pages); not a key.
     #[serde(skip)]
     pub source: Option<String>,
@@ -550,23 +553,51 @@ fn default_cookie_name() -> String {
 impl AuthConfig {
     /// The secret's bytes: the key's, or the file's without trailing whitespace.
     pub fn load_secret(&self) -> Result<Secret, String> {
-        let secret = match (&self.secret, &self.secret_file) {
-            (Some(s), None) => s.clone(),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                Secret(text.trim_end().to_owned())
-            }
-            (Some(_), Some(_)) => {
-                return Err("set either secret or secret_file, not both".to_owned());
-            }
-            (None, None) => return Err("set secret_file (or secret)".to_owned()),
-        };
-        if secret.0.is_empty() {
-            return Err("the secret is empty".to_owned());
-        }
-        Ok(secret)
+        read_secret(self.secret.as_ref(), self.secret_file.as_deref(), "secret")
     }
+}
+
+/// `[admin]`: who may use the admin listener's write endpoints (`POST /breakers/...`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer token those requests must carry. Exactly one of `token` and `token_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// A file holding the token (a Swarm secret); trailing whitespace is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminConfig {
+    pub fn load_token(&self) -> Result<Secret, String> {
+        read_secret(self.token.as_ref(), self.token_file.as_deref(), "token")
+    }
+}
+
+/// A secret written in the file (`literal`) or read from one (`file`, trailing whitespace
+/// dropped): exactly one, and not empty. `what` names the key in messages.
+fn read_secret(
+    literal: Option<&Secret>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> Result<Secret, String> {
+    let secret = match (literal, file) {
+        (Some(s), None) => s.clone(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Secret(text.trim_end().to_owned())
+        }
+        (Some(_), Some(_)) => {
+            return Err(format!("set either {what} or {what}_file, not both"));
+        }
+        (None, None) => return Err(format!("set {what}_file (or {what})")),
+    };
+    if secret.0.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    Ok(secret)
 }
 
 /// A secret that never shows: `Debug` and `check-config` print `***`.

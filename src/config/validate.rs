@@ -181,6 +181,16 @@ impl Config {
         self.validate_upstreams(&mut p);
         self.validate_routes(&mut p);
         self.validate_auth(&mut p);
+        if let Some(admin) = &self.admin
+            && let Err(msg) = admin.load_token()
+        {
+            let key = if admin.token.is_some() && admin.token_file.is_none() {
+                "admin.token"
+            } else {
+                "admin.token_file"
+            };
+            p.push(key, msg);
+        }
         self.validate_cors(&mut p);
         let c = &self.compression;
         if !(1..=9).contains(&c.level) {
@@ -434,6 +444,12 @@ impl Config {
     /// What is allowed but probably not meant: printed by `check-config`, logged at startup.
     pub fn warnings(&self) -> Vec<Problem> {
         let mut w = Problems(Vec::new());
+        if self.admin.as_ref().is_some_and(|a| a.token.is_some()) {
+            w.push(
+                "admin.token",
+                "written in the configuration; prefer token_file (a Swarm secret)",
+            );
+        }
         for name in &self.ignored_env {
             w.push(
                 name,

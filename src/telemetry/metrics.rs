@@ -226,6 +226,8 @@ impl Metrics {
             attempt_cells: Sharded::new(Default::default),
             retries: counter("gateway_retries_total", &[]),
             hedges: counter("gateway_hedges_total", &[]),
+            controls: super::upstream_metrics::CONTROLS
+                .map(|a| counter("gateway_circuit_controls_total", &[("action", a)])),
             hedges_won: counter("gateway_hedges_won_total", &[]),
             budget_exhausted: counter("gateway_retry_budget_exhausted_total", &[]),
             transitions: TRANSITIONS.map(|(from, to)| {
@@ -328,6 +330,11 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "gateway_retries_total",
         Kind::Counter,
         "Attempts that were retries of a failed attempt.",
+    ),
+    (
+        "gateway_circuit_controls_total",
+        Kind::Counter,
+        "Breaker controls through the admin API, by action (open, close, reset).",
     ),
     (
         "gateway_hedges_total",

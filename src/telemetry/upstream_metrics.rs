@@ -32,6 +32,8 @@ pub struct UpstreamMetrics {
     pub(super) attempt_cells: Sharded<[AtomicU64; 5]>,
     pub(super) retries: Counter,
     pub(super) hedges: Counter,
+    /// Breaker controls through the admin API: open, close, reset.
+    pub(super) controls: [Counter; 3],
     pub(super) hedges_won: Counter,
     pub(super) budget_exhausted: Counter,
     pub(super) transitions: [Counter; 4],
@@ -116,6 +118,13 @@ impl UpstreamMetrics {
         self.retries.increment(1);
     }
 
+    /// An operator forced (`open`, `close`) or reset (`reset`) the breaker.
+    pub fn controlled(&self, action: &str) {
+        if let Some(i) = CONTROLS.iter().position(|a| *a == action) {
+            self.controls[i].increment(1);
+        }
+    }
+
     /// An attempt started beside one that passed its per-try timeout.
     pub fn hedge(&self) {
         self.hedges.increment(1);
@@ -145,3 +154,6 @@ impl UpstreamMetrics {
         self.dns[usize::from(!ok)].increment(1);
     }
 }
+
+/// The admin API's breaker controls, as `gateway_circuit_controls_total`'s `action` label.
+pub(super) const CONTROLS: [&str; 3] = ["open", "close", "reset"];

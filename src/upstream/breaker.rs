@@ -37,6 +37,35 @@ impl State {
     }
 }
 
+/// A state an operator set through the admin API (`POST /breakers/<upstream>/open|close`):
+/// it holds whatever the traffic does, until released (`reset`) or until its time is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forced {
+    /// Every request rejected (a backend's planned maintenance, or one failing now).
+    Open,
+    /// Every request admitted, and nothing opens the circuit.
+    Closed,
+}
+
+impl Forced {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+
+    fn state(self) -> State {
+        match self {
+            Self::Open => State::Open,
+            Self::Closed => State::Closed,
+        }
+    }
+}
+
+/// How long a forced-open circuit tells clients to wait when it was forced without an end.
+const FORCED_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// What happened to an admitted request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -87,6 +116,8 @@ pub struct Breaker {
     trials_in_flight: u32,
     trial_successes: u32,
     stats: Stats,
+    /// Set through the admin API: the state, since when, and until when (none: until reset).
+    forced: Option<(Forced, Instant, Option<Instant>)>,
 }
 
 impl Breaker {
@@ -102,6 +133,7 @@ impl Breaker {
             trials_in_flight: 0,
             trial_successes: 0,
             stats: Stats::default(),
+            forced: None,
         }
     }
 
@@ -110,15 +142,88 @@ impl Breaker {
         self.cfg.enabled
     }
 
+    /// The state requests meet: a forced one, else the breaker's own.
     pub fn state(&self) -> State {
-        self.state
+        self.forced.map_or(self.state, |(f, _, _)| f.state())
+    }
+
+    /// The forced state and when it ends, if one is set.
+    pub fn forced(&self) -> Option<(Forced, Option<Instant>)> {
+        self.forced.map(|(f, _, until)| (f, until))
+    }
+
+    /// Whether every request is admitted as it is, with nothing to record (the hot path's
+    /// lock-free case).
+    pub fn admits_all(&self) -> bool {
+        match self.forced {
+            Some((Forced::Open, ..)) => false,
+            Some((Forced::Closed, ..)) => true,
+            None => self.state == State::Closed || !self.cfg.enabled,
+        }
+    }
+
+    /// Holds the circuit in `forced` until `until` (none: until [`Breaker::reset`]), whatever
+    /// the traffic says.
+    pub fn force(&mut self, forced: Forced, until: Option<Instant>, now: Instant) -> Transition {
+        let from = self.state();
+        self.release(now);
+        self.forced = Some((forced, now, until));
+        Transition {
+            from,
+            to: forced.state(),
+            reason: match until {
+                Some(at) => format!(
+                    "forced {} through the admin API for {:?}",
+                    forced.as_str(),
+                    at.saturating_duration_since(now)
+                ),
+                None => format!("forced {} through the admin API", forced.as_str()),
+            },
+            reset_after: None,
+        }
+    }
+
+    /// Releases any forced state and starts over closed, counters cleared: the breaker
+    /// decides from the traffic again.
+    pub fn reset(&mut self, now: Instant) -> Transition {
+        let from = self.state();
+        self.release(now);
+        if self.state == State::Open {
+            self.stats.time_open += now
+                .min(self.open_until)
+                .saturating_duration_since(self.open_since);
+        }
+        self.state = State::Closed;
+        self.consecutive_failures = 0;
+        self.reopenings = 0;
+        self.trials_in_flight = 0;
+        self.trial_successes = 0;
+        self.window.clear(now);
+        Transition {
+            from,
+            to: State::Closed,
+            reason: "reset through the admin API".to_owned(),
+            reset_after: None,
+        }
+    }
+
+    /// Ends a forced state (its open time counted).
+    fn release(&mut self, now: Instant) {
+        if let Some((Forced::Open, since, until)) = self.forced {
+            let end = until.map_or(now, |u| u.min(now));
+            self.stats.time_open += end.saturating_duration_since(since);
+        }
+        self.forced = None;
     }
 
     /// Counters at `now`; `time_open` counts open periods only, up to their reset time
     /// (half-open is not open: trials pass).
     pub fn stats(&self, now: Instant) -> Stats {
         let mut s = self.stats;
-        if self.state == State::Open {
+        if let Some((Forced::Open, since, until)) = self.forced {
+            let end = until.map_or(now, |u| u.min(now));
+            s.time_open += end.saturating_duration_since(since);
+        } else if self.state == State::Open && self.forced.is_none() {
             s.time_open += now
                 .min(self.open_until)
                 .saturating_duration_since(self.open_since);
@@ -130,11 +235,27 @@ impl Breaker {
     ///
     /// [`tick`]: Breaker::tick
     pub fn reopens_at(&self) -> Option<Instant> {
+        if let Some((_, _, until)) = self.forced {
+            return until;
+        }
         (self.cfg.enabled && self.state == State::Open).then_some(self.open_until)
     }
 
     /// Moves an open circuit whose reset time has passed to half-open.
+    /// Also ends a forced state whose time is up.
     pub fn tick(&mut self, now: Instant) -> Option<Transition> {
+        if let Some((forced, _, until)) = self.forced {
+            if until.is_none_or(|u| now < u) {
+                return None;
+            }
+            self.release(now);
+            return Some(Transition {
+                from: forced.state(),
+                to: self.state,
+                reason: format!("forced {} ended", forced.as_str()),
+                reset_after: None,
+            });
+        }
         if !self.cfg.enabled || self.state != State::Open || now < self.open_until {
             return None;
         }
@@ -152,6 +273,12 @@ impl Breaker {
 
     /// Time until an open circuit lets a trial through (zero unless open).
     pub fn retry_after(&self, now: Instant) -> Duration {
+        match self.forced {
+            Some((Forced::Open, _, Some(until))) => return until.saturating_duration_since(now),
+            Some((Forced::Open, _, None)) => return FORCED_RETRY_AFTER,
+            Some((Forced::Closed, ..)) => return Duration::ZERO,
+            None => {}
+        }
         match self.state {
             State::Open => self.open_until.saturating_duration_since(now),
             _ => Duration::ZERO,
@@ -164,10 +291,19 @@ impl Breaker {
 
     /// Decides whether a request may go to the upstream now.
     pub fn admit(&mut self, now: Instant) -> (Admission, Option<Transition>) {
-        if !self.cfg.enabled {
-            return (Admission::Allowed { trial: false }, None);
-        }
         let transition = self.tick(now);
+        match self.forced {
+            Some((Forced::Open, ..)) => {
+                self.stats.rejected += 1;
+                let retry_after = self.retry_after(now);
+                return (Admission::Rejected { retry_after }, transition);
+            }
+            Some((Forced::Closed, ..)) => return (Admission::Allowed { trial: false }, transition),
+            None => {}
+        }
+        if !self.cfg.enabled {
+            return (Admission::Allowed { trial: false }, transition);
+        }
         if self.state == State::Open {
             self.stats.rejected += 1;
             return (
@@ -196,11 +332,12 @@ impl Breaker {
 
     /// Records the outcome of an admitted request.
     pub fn record(&mut self, outcome: Outcome, trial: bool, now: Instant) -> Option<Transition> {
-        if !self.cfg.enabled {
-            return None;
-        }
         if trial {
             self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
+        }
+        // A forced state holds whatever the traffic does.
+        if !self.cfg.enabled || self.forced.is_some() {
+            return None;
         }
         match (self.state, outcome) {
             (_, Outcome::Ignored) => None,
@@ -387,6 +524,49 @@ mod tests {
         let mut b = Breaker::new(cfg(), now);
         let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
         assert_eq!(b.stats(now + reset * 3).time_open, reset);
+    }
+
+    /// A forced state holds whatever the traffic does, ends on time (or by reset), and its
+    /// open time counts as open.
+    #[tokio::test(start_paused = true)]
+    async fn a_forced_state_holds_until_released_or_its_time_is_up() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        let ten = Duration::from_secs(600);
+        let t = b.force(Forced::Open, Some(now + ten), now);
+        assert_eq!((t.from, t.to), (State::Closed, State::Open));
+        assert_eq!(b.state(), State::Open);
+        assert!(!b.admits_all());
+        assert_eq!(b.admit(now).0, Admission::Rejected { retry_after: ten });
+        // Successes change nothing while forced.
+        assert_eq!(b.record(Outcome::Success, false, now), None);
+        assert_eq!(b.reopens_at(), Some(now + ten));
+        let end = b.tick(now + ten).unwrap();
+        assert_eq!((end.from, end.to), (State::Open, State::Closed));
+        assert_eq!(b.forced(), None);
+        assert_eq!(b.stats(now + ten * 2).time_open, ten);
+        assert!(b.admits_all());
+
+        // Forced closed: failures never open it; reset gives the breaker back, closed.
+        b.force(Forced::Closed, None, now + ten);
+        for _ in 0..20 {
+            assert!(matches!(
+                b.admit(now + ten).0,
+                Admission::Allowed { trial: false }
+            ));
+            assert_eq!(b.record(Outcome::Failure, false, now + ten), None);
+        }
+        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.tick(now + ten * 100), None, "no end was set");
+        let r = b.reset(now + ten * 100);
+        assert_eq!((r.from, r.to), (State::Closed, State::Closed));
+        assert_eq!(b.consecutive_failures(), 0);
+
+        // Forced open without an end: until reset, with a fixed Retry-After.
+        b.force(Forced::Open, None, now);
+        assert_eq!(b.retry_after(now), FORCED_RETRY_AFTER);
+        assert_eq!(b.reset(now).to, State::Closed);
+        assert!(matches!(b.admit(now).0, Admission::Allowed { .. }));
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,7 +25,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
-use super::breaker::{Admission, Breaker, Outcome, State, Stats, Transition};
+use super::breaker::{Admission, Breaker, Forced, Outcome, State, Stats, Transition};
 use super::client::PooledBody;
 use super::{Deadline, Exchange, Trace, UpstreamError};
 use crate::body::RequestBody;
@@ -59,6 +59,25 @@ pub struct BreakerStatus {
     pub consecutive_failures: u32,
     pub retry_after: Duration,
     pub stats: Stats,
+    /// Set through the admin API, with the time it has left (none: until reset).
+    pub forced: Option<(Forced, Option<Duration>)>,
+}
+
+/// What an operator asks of a breaker through the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Force(Forced),
+    Reset,
+}
+
+impl Control {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Force(Forced::Open) => "open",
+            Self::Force(Forced::Closed) => "close",
+            Self::Reset => "reset",
+        }
+    }
 }
 
 impl BreakerHandle {
@@ -92,12 +111,35 @@ impl BreakerHandle {
             consecutive_failures: b.consecutive_failures(),
             retry_after: b.retry_after(now),
             stats: b.stats(now),
+            forced: b
+                .forced()
+                .map(|(f, until)| (f, until.map(|u| u.saturating_duration_since(now)))),
         };
         drop(b);
         if let Some(t) = transition {
             self.log(&t);
         }
         Some(status)
+    }
+
+    /// Applies an operator's `control` (for `lasting`, when forcing), logs it at WARN with the
+    /// word `circuit`, and counts it.
+    pub fn control(&self, control: Control, lasting: Option<Duration>) -> Option<BreakerStatus> {
+        let now = crate::clock::now();
+        let transition = {
+            let mut b = self.breaker.lock().ok()?;
+            let t = match control {
+                Control::Force(f) => b.force(f, lasting.map(|d| now + d), now),
+                Control::Reset => b.reset(now),
+            };
+            self.mirror(&b);
+            t
+        };
+        self.metrics.controlled(control.as_str());
+        self.log(&transition);
+        // The clock task learns of an end to wait for (or of none).
+        self.opened.notify_one();
+        self.status()
     }
 
     /// Moves the circuit to half-open at its reset time, with or without traffic, until
@@ -158,6 +200,7 @@ impl BreakerHandle {
         }
         self.metrics.transition(t.from.as_str(), t.to.as_str());
         let message = match t.to {
+            _ if t.reason.contains("admin API") => "circuit controlled through the admin API",
             State::Open => "circuit opened",
             State::HalfOpen => "circuit half-open: letting trial requests through",
             State::Closed => "circuit closed",
@@ -192,7 +235,7 @@ fn round_millis(d: Duration) -> f64 {
 
 /// A closed breaker admits every request without changing anything (see `Breaker::admit`).
 fn admits_all(b: &Breaker) -> bool {
-    b.state() == State::Closed || !b.enabled()
+    b.admits_all()
 }
 
 /// An admitted request's obligation to report its outcome; dropped unreported (the client went

@@ -295,6 +295,15 @@ pub async fn admin_status(gw: &Gateway) -> serde_json::Value {
     body_json(resp).await
 }
 
+/// The admin listener's `/metrics` text.
+pub async fn admin_metrics(gw: &Gateway) -> String {
+    let resp = client()
+        .get(format!("http://{}/metrics", gw.admin).parse().unwrap())
+        .await
+        .unwrap();
+    String::from_utf8(body_bytes(resp).await.to_vec()).unwrap()
+}
+
 /// One upstream's entry in the admin `/status` document.
 pub async fn upstream_status(gw: &Gateway, name: &str) -> serde_json::Value {
     upstream_in(&admin_status(gw).await, name).clone()
