@@ -197,3 +197,110 @@ async fn metrics_from_a_live_gateway_pass_promtool_and_count_what_happened() {
     let resp = client().get(gw.url("/metrics")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
+
+/// Metric names (`gateway_*`, `process_*`) an expression or a text uses.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for prefix in ["gateway_", "process_"] {
+        let mut rest = text;
+        while let Some(at) = rest.find(prefix) {
+            let tail = &rest[at..];
+            let len = tail
+                .bytes()
+                .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+                .count();
+            // A name, not the middle of another identifier.
+            let before = rest[..at].bytes().last();
+            if !before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                names.insert(tail[..len].to_owned());
+            }
+            rest = &tail[len..];
+        }
+    }
+    names
+}
+
+/// stack/grafana's dashboard: every PromQL expression parses (promtool checks each as a
+/// recording rule, with Grafana's variables filled in) and every metric it names is in a live
+/// scrape of the gateway, so a renamed metric cannot leave an empty panel behind.
+#[tokio::test]
+async fn the_dashboard_queries_parse_and_name_exported_metrics() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/stack/grafana/stratix-gateway.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    assert!(exprs.len() >= 15, "{} expressions", exprs.len());
+    // Variables: `label_values(<metric>, <label>)` names a metric too.
+    let variables: Vec<String> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["query"].as_str().map(str::to_owned))
+        .collect();
+
+    let filled = |e: &str| {
+        e.replace("$__rate_interval", "5m")
+            .replace("$upstream", ".*")
+            .replace("$job", ".*")
+    };
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:expr_{i}\n        expr: {}\n",
+            serde_json::to_string(&filled(e)).unwrap()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-rules.yml");
+    std::fs::write(&file, &rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool is needed for this test: ./test installs it");
+    assert!(
+        out.status.success(),
+        "{}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A live gateway that answered something, so its histograms have series.
+    let (up, _seen) = Upstream::recording("127.0.0.1:0").await;
+    let gw = Gateway::start(&config(&[up.addr], &[up.addr], "")).await;
+    for path in ["/api/icalink/x", "/api/workflows/x"] {
+        assert_eq!(
+            client().get(gw.url(path)).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let exported: std::collections::BTreeSet<String> = scrape(&gw)
+        .await
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
+        .collect();
+    exprs.extend(variables);
+    let used: std::collections::BTreeSet<String> =
+        exprs.iter().flat_map(|e| metric_names(e)).collect();
+    let missing: Vec<&String> = used.iter().filter(|m| !exported.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard uses metrics the gateway does not export: {missing:?}"
+    );
+    // The checker itself finds a name that is not exported.
+    assert!(!exported.contains("gateway_no_such_total"));
+    assert_eq!(
+        metric_names("rate(gateway_no_such_total[5m]) / x_gateway_other"),
+        ["gateway_no_such_total".to_owned()].into()
+    );
+}
