@@ -440,11 +440,6 @@ async fn attempts<S: Tasks>(
         if started >= max_attempts {
             continue;
         }
-        if hedge && !policy.budget.withdraw(clock::now()) {
-            policy.metrics.budget_exhausted();
-            tracing::debug!(upstream = %policy.name, "retry budget exhausted: no hedge");
-            continue;
-        }
         let mut avoid = failed.clone();
         if let Some(first) = &first {
             avoid.push(S::authority(&first.task).clone());
@@ -458,6 +453,12 @@ async fn attempts<S: Tasks>(
             }
             return last.map_or(Err(UpstreamError::NoEndpoints), |l| *l);
         };
+        // Drawn once a task is there to hedge on (a retry drew before its backoff).
+        if hedge && !policy.budget.withdraw(clock::now()) {
+            policy.metrics.budget_exhausted();
+            tracing::debug!(upstream = %policy.name, "retry budget exhausted: no hedge");
+            continue;
+        }
         started += 1;
         trace.attempts = started;
         if hedge {
