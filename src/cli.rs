@@ -33,6 +33,14 @@ pub struct Cli {
 pub enum Command {
     /// Load and validate the configuration, print the effective config as TOML.
     CheckConfig,
+    /// Run the gateway over demo tasks it starts itself on loopback (no configuration file,
+    /// nothing else needed): prints the tasks and what to try.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: std::net::SocketAddr,
+    },
     /// GET the gateway's own /health; exit 0 on 200 (the Docker HEALTHCHECK). Without --url,
     /// the public listener of the configuration (the same file and `GATEWAY_*` variables the
     /// gateway reads), on loopback when it listens on all addresses.
@@ -48,6 +56,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig) => check_config(&cli.config),
+        Some(Command::Demo { listen, admin }) => demo(listen, admin),
         Some(Command::Healthcheck { url, timeout }) => {
             let url = match url {
                 Some(url) => url,
@@ -99,15 +108,8 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
     // The main thread runs the control plane (accept, discovery, health checks, admin,
     // signals); requests are served on `workers` threads, one runtime each.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime("error") else {
+        return ExitCode::FAILURE;
     };
     let n = config.server.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -140,6 +142,42 @@ fn run(path: &std::path::Path) -> ExitCode {
         Err(_) => tracing::warn!("worker threads still referenced at exit"),
     }
     code
+}
+
+fn demo(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> ExitCode {
+    let log = config::LogConfig {
+        format: config::LogFormat::Pretty,
+        ..config::LogConfig::default()
+    };
+    if let Err(e) = crate::telemetry::init_logging(&log) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let Some(runtime) = runtime("error") else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(crate::demo::run(listen, admin, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A single-threaded runtime for the main thread; `None` (and why, on stderr after `who`) if
+/// the system refuses one.
+fn runtime(who: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("{who}: cannot start the async runtime: {e}");
+            None
+        }
+    }
 }
 
 /// Resolves on SIGTERM (Swarm, `docker stop`) or SIGINT (Ctrl-C).
@@ -186,15 +224,8 @@ fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("healthcheck: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime("healthcheck") else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async {
         let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();

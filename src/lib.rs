@@ -14,7 +14,7 @@
 //! 5. [`proxy`] (a request through a route to an upstream) and [`server`] (listeners,
 //!    connections, draining): siblings, neither imports the other;
 //! 6. [`admin`] (`/status`, `/metrics`), [`app`] (composition: the only place that wires the
-//!    proxy into the listeners), [`cli`].
+//!    proxy into the listeners), [`demo`] (the gateway over demo tasks), [`cli`].
 //!
 //! A request's way through them: `server` reads it into a [`body::ClientBody`], `app`'s
 //! handler hands it to `proxy`, which routes it and sends it through the `upstream` stack, and
@@ -30,6 +30,7 @@ pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod http1;
 pub mod path;

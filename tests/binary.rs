@@ -642,3 +642,99 @@ async fn healthcheck_probes_the_configured_listener() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }
+
+/// `stratix-gateway demo`: the first run needs nothing else. Its tasks answer through the
+/// gateway, and a task told to fail is retried around (no client sees a 500) and ejected.
+#[tokio::test]
+async fn the_demo_routes_and_ejects_a_failing_task() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let (listen, admin) = (free_port().await, free_port().await);
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut tasks = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.trim().strip_prefix("task ") {
+                let url = rest.split_whitespace().nth(1).unwrap().to_owned();
+                tasks.push(url);
+            }
+            if line.starts_with("Ctrl-C") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "the demo printed its guide");
+    assert_eq!(tasks.len(), 5, "{tasks:?}");
+    // Keep reading its output, or its writes would block once the pipe is full.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let get = || async {
+        let resp = client()
+            .get(
+                format!("http://{listen}/api/icalink/v1/attendance/1/checkin")
+                    .parse()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        (resp.status(), body_bytes(resp).await)
+    };
+    let (status, body) = get().await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        String::from_utf8_lossy(&body).contains("app-icalink-"),
+        "{body:?}"
+    );
+
+    let control = client()
+        .request(
+            Request::post(format!("{}/control/fail", tasks[0]))
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(control.status(), StatusCode::OK);
+    let failing = tasks[0].trim_start_matches("http://").to_owned();
+    let mut ejected = false;
+    for _ in 0..200 {
+        assert_eq!(
+            get().await.0,
+            StatusCode::OK,
+            "a failing task is retried around"
+        );
+        let resp = client()
+            .get(format!("http://{admin}/status").parse().unwrap())
+            .await
+            .unwrap();
+        let status = body_json(resp).await;
+        ejected = upstream_in(&status, "app-icalink")["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["address"] == failing.as_str() && e["ejected"] == true);
+        if ejected {
+            break;
+        }
+    }
+    assert!(ejected, "the failing task was ejected");
+    sigterm(&child);
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the demo exits")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["upstream"],
     // Siblings: neither may import the other (checked below).
     &["proxy", "server"],
-    &["admin", "app", "cli"],
+    &["admin", "app", "demo", "cli"],
 ];
 
 /// Same-layer pairs that must never depend on each other in either direction.
