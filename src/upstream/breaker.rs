@@ -137,11 +137,6 @@ impl Breaker {
         }
     }
 
-    /// False when `[breaker] enabled = false`: every request is admitted, nothing recorded.
-    pub fn enabled(&self) -> bool {
-        self.cfg.enabled
-    }
-
     /// The state requests meet: a forced one, else the breaker's own.
     pub fn state(&self) -> State {
         self.forced.map_or(self.state, |(f, _, _)| f.state())
