@@ -136,7 +136,7 @@ impl BreakerHandle {
             t
         };
         self.metrics.controlled(control.as_str());
-        self.log(&transition);
+        self.log_as(&transition, "circuit controlled through the admin API");
         // The clock task learns of an end to wait for (or of none).
         self.opened.notify_one();
         self.status()
@@ -195,16 +195,22 @@ impl BreakerHandle {
 
     /// Every transition at WARN with the word "circuit": operators `grep circuit` the logs.
     fn log(&self, t: &Transition) {
+        self.log_as(
+            t,
+            match t.to {
+                State::Open => "circuit opened",
+                State::HalfOpen => "circuit half-open: letting trial requests through",
+                State::Closed => "circuit closed",
+            },
+        );
+    }
+
+    /// [`BreakerHandle::log`] with the message given (an operator's action says so).
+    fn log_as(&self, t: &Transition, message: &str) {
         if t.to == State::Open {
             self.opened.notify_one();
         }
         self.metrics.transition(t.from.as_str(), t.to.as_str());
-        let message = match t.to {
-            _ if t.reason.contains("admin API") => "circuit controlled through the admin API",
-            State::Open => "circuit opened",
-            State::HalfOpen => "circuit half-open: letting trial requests through",
-            State::Closed => "circuit closed",
-        };
         // Seconds as a number (a log pipeline can compare it), and absent when the move
         // has none (half-open, closed), not `None` written out.
         match t.reset_after {

@@ -289,11 +289,11 @@ async fn once<S: Tasks>(
     }
 }
 
-/// Which attempt an event came from.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    First,
-    Other(usize),
+/// What woke the exchange: an attempt's event (the first attempt's, or the one at that index
+/// among the others), or the end of the backoff before a retry.
+enum Woke {
+    First(Event),
+    Other(usize, Event),
     Backoff,
 }
 
@@ -352,28 +352,38 @@ async fn attempts<S: Tasks>(
     // this future's size is copied on every request).
     let mut last: Option<Box<Result<Response<PooledBody>, UpstreamError>>> = None;
     loop {
-        let (slot, event) = poll_fn(|cx| {
+        let woke = poll_fn(|cx| {
             if first.is_some()
                 && let Poll::Ready(e) = first_timer.as_mut().poll_event(first_send.as_mut(), cx)
             {
-                return Poll::Ready((Slot::First, Some(e)));
+                return Poll::Ready(Woke::First(e));
             }
             for (i, a) in others.iter_mut().enumerate() {
                 if let Poll::Ready(e) = Pin::as_mut(a).poll_event(cx) {
-                    return Poll::Ready((Slot::Other(i), Some(e)));
+                    return Poll::Ready(Woke::Other(i, e));
                 }
             }
             if let Some(t) = &mut pause
                 && t.as_mut().poll(cx).is_ready()
             {
-                return Poll::Ready((Slot::Backoff, None));
+                return Poll::Ready(Woke::Backoff);
             }
             Poll::Pending
         })
         .await;
         // Each arm either answers or leaves the next attempt (or wait) arranged.
-        let next = match (slot, event) {
-            (_, Some(Event::Deadline(d))) => {
+        let (other, event) = match woke {
+            Woke::Backoff => {
+                pause = None;
+                (None, None)
+            }
+            Woke::First(e) => (None, Some(e)),
+            Woke::Other(i, e) => (Some(i), Some(e)),
+        };
+        let next = match event {
+            // The backoff ended: a retry.
+            None => Some(false),
+            Some(Event::Deadline(d)) => {
                 // Every attempt still running was too slow for the exchange.
                 if let Some(first) = &first {
                     tasks.timed_out(&first.task);
@@ -383,15 +393,11 @@ async fn attempts<S: Tasks>(
                 }
                 return Err(UpstreamError::Timeout(d.timeout));
             }
-            (Slot::Backoff, _) => {
-                pause = None;
-                Some(false)
-            }
-            (_, Some(Event::Hedge)) => Some(true),
-            (slot, Some(Event::Done(result))) => {
-                let done = match slot {
-                    Slot::Other(i) => Some(others.swap_remove(i).task().clone()),
-                    _ => first.take(),
+            Some(Event::Hedge) => Some(true),
+            Some(Event::Done(result)) => {
+                let done = match other {
+                    Some(i) => Some(others.swap_remove(i).task().clone()),
+                    None => first.take(),
                 };
                 let Some(done) = done else {
                     // Every event names an attempt that was running.
@@ -432,7 +438,6 @@ async fn attempts<S: Tasks>(
                 last = Some(Box::new(result));
                 None
             }
-            (Slot::First | Slot::Other(_), None) => None,
         };
         let Some(hedge) = next else {
             continue;
