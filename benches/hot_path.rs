@@ -143,17 +143,20 @@ fn header_rewrite(c: &mut Criterion) {
 }
 
 fn metrics_recording(c: &mut Criterion) {
-    let m = Metrics::new(vec![RouteLabels {
-        route: "/api/icalink/".into(),
-        upstream: "app-icalink".into(),
-    }]);
+    let m = Metrics::new();
+    let route = m
+        .register_routes(&[RouteLabels {
+            route: "/api/icalink/".into(),
+            upstream: "app-icalink".into(),
+        }])
+        .unwrap()[0];
     let u = m.upstream("app-icalink");
     // First use registers the series; measure the steady state.
-    m.record_request(0, &Method::POST, 200, Duration::from_millis(3));
+    m.record_request(route, &Method::POST, 200, Duration::from_millis(3));
     c.bench_function("metrics: request (counter + histogram) + attempt", |b| {
         b.iter(|| {
             m.record_request(
-                black_box(0),
+                black_box(route),
                 &Method::POST,
                 black_box(200),
                 Duration::from_micros(2500),

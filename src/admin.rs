@@ -15,8 +15,11 @@ use serde::Serialize;
 use http::{Request, Response, StatusCode};
 use tokio::time::Instant;
 
+use arc_swap::ArcSwapOption;
+
 use crate::body::ResponseBody;
 use crate::config::Secret;
+use crate::proxy::live::Live;
 use crate::reply::{json_error, json_response};
 use crate::server::{Handler, Lifecycle, health};
 use crate::telemetry::metrics::{CircuitSample, EndpointCounts, Metrics, UpstreamSample};
@@ -31,30 +34,32 @@ pub const BREAKERS_PATH: &str = "/breakers/";
 #[derive(Debug)]
 pub struct Admin {
     lifecycle: Lifecycle,
-    upstreams: Vec<Upstream>,
+    /// The gateway serving now: its upstreams are the ones shown and controlled.
+    live: Arc<Live>,
     config_source: Option<String>,
     metrics: Arc<Metrics>,
-    /// `[admin] token`: without one, the write endpoints answer 403.
-    token: Option<Secret>,
+    /// `[admin] token`: without one, the write endpoints answer 403. Replaced by a reload.
+    token: Arc<ArcSwapOption<Secret>>,
 }
 
 impl Admin {
     pub fn new(
         lifecycle: Lifecycle,
-        upstreams: Vec<Upstream>,
+        live: Arc<Live>,
         config_source: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             lifecycle,
-            upstreams,
+            live,
             config_source,
             metrics,
-            token: None,
+            token: Arc::default(),
         }
     }
 
-    pub fn with_token(mut self, token: Option<Secret>) -> Self {
+    /// The token cell, shared with whoever replaces it on reload.
+    pub fn with_token(mut self, token: Arc<ArcSwapOption<Secret>>) -> Self {
         self.token = token;
         self
     }
@@ -75,7 +80,8 @@ impl Admin {
                 .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
             return resp;
         }
-        let Some(token) = &self.token else {
+        let token = self.token.load();
+        let Some(token) = token.as_deref() else {
             return json_error(
                 StatusCode::FORBIDDEN,
                 "breaker control is off: set [admin] token_file to enable it",
@@ -102,7 +108,13 @@ impl Admin {
                 None,
             );
         };
-        let Some(upstream) = self.upstreams.iter().find(|u| &**u.name() == name) else {
+        let gateway = self.live.snapshot();
+        let Some(upstream) = gateway
+            .get()
+            .upstreams()
+            .iter()
+            .find(|u| &**u.name() == name)
+        else {
             return json_error(
                 StatusCode::NOT_FOUND,
                 &format!("no upstream {name:?}"),
@@ -161,13 +173,16 @@ impl Admin {
     /// The `/status` document.
     pub fn status(&self) -> Status<'_> {
         let now = crate::clock::now();
+        let gateway = self.live.snapshot();
         Status {
             version: crate::version::VERSION,
             revision: crate::version::REVISION,
             config: self.config_source.as_deref(),
+            config_hash: gateway.get().config_digest().to_owned(),
             draining: self.lifecycle.is_draining(),
-            upstreams: self
-                .upstreams
+            upstreams: gateway
+                .get()
+                .upstreams()
                 .iter()
                 .map(|u| upstream_status(u, now))
                 .collect(),
@@ -176,7 +191,13 @@ impl Admin {
 
     /// The `/metrics` text: every upstream's state read now, then all of it rendered.
     pub fn scrape(&self) -> String {
-        let samples: Vec<_> = self.upstreams.iter().map(upstream_sample).collect();
+        let gateway = self.live.snapshot();
+        let samples: Vec<_> = gateway
+            .get()
+            .upstreams()
+            .iter()
+            .map(upstream_sample)
+            .collect();
         self.metrics.render(&samples)
     }
 }
@@ -206,6 +227,8 @@ pub struct Status<'a> {
     pub version: &'static str,
     pub revision: &'static str,
     pub config: Option<&'a str>,
+    /// The running configuration's hash (`gateway_config_info`), changed by a reload.
+    pub config_hash: String,
     pub draining: bool,
     pub upstreams: Vec<UpstreamStatus>,
 }

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::app;
 use crate::config::{self, Config};
 use crate::server::Workers;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -122,6 +123,14 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
+        // Before anything is served: SIGHUP's default action ends the process.
+        let hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGHUP handler");
+                return ExitCode::FAILURE;
+            }
+        };
         let server = match app::bind(&config).await {
             Ok(s) => s,
             Err(e) => {
@@ -129,6 +138,11 @@ fn run(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        tokio::spawn(reload_on_hangup(
+            hangups,
+            server.public_handler().reloader(),
+            path.to_owned(),
+        ));
         tracing::debug!(workers = workers.len(), "serving on worker threads");
         server
             .with_workers(workers.clone())
@@ -180,9 +194,21 @@ fn runtime(who: &str) -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// Each SIGHUP reloads the configuration from `path` (and the environment), as at start; the
+/// reloader logs and counts what happened.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: Arc<app::Reloader>,
+    path: PathBuf,
+) {
+    while hangups.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", config = %path.display(), "reloading the configuration");
+        let _ = reloader.reload_from(&path).await;
+    }
+}
+
 /// Resolves on SIGTERM (Swarm, `docker stop`) or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

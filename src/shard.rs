@@ -80,4 +80,9 @@ impl<T> PerWorker<T> {
     pub fn current(&self) -> Arc<WorkerRef<T>> {
         self.0.own().clone()
     }
+
+    /// The shared value, borrowed (nothing counted).
+    pub fn get(&self) -> &T {
+        self.0.own()
+    }
 }

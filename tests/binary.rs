@@ -449,6 +449,131 @@ async fn shutdown_timeout_bounds_a_request_that_never_finishes() {
     );
 }
 
+/// The JSON log lines of a running binary.
+fn log_lines(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits (bounded) for a log line whose message is `message`.
+async fn log_line(log: &Path, message: &str) -> serde_json::Value {
+    for _ in 0..500 {
+        if let Some(line) = log_lines(log).into_iter().find(|l| l["message"] == message) {
+            return line;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "no log line {message:?} in:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn sighup(child: &Child) {
+    let pid = child.id().expect("child is running") as i32;
+    kill(Pid::from_raw(pid), Signal::SIGHUP).unwrap();
+}
+
+/// SIGHUP re-reads the file: a new route serves; an invalid file is refused with
+/// `check-config`'s own words and the previous configuration serves on; a new listener is
+/// named as needing a restart. The process lives through all of it.
+#[tokio::test]
+async fn sighup_reloads_the_config_and_refuses_an_invalid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, _seen) = Upstream::recording("127.0.0.1:0").await;
+    let (other, _) = Upstream::recording("127.0.0.1:0").await;
+    let mut gw = start_binary(dir.path(), up.addr, "", &[]).await;
+    let path = dir.path().join("gateway.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let status = |path: &'static str| {
+        let addr = gw.public;
+        async move {
+            let mut c = connection(addr).await;
+            c.send_request(get(addr, path)).await.unwrap().status()
+        }
+    };
+    assert_eq!(status("/api/workflows/x").await, StatusCode::NOT_FOUND);
+
+    let added = format!(
+        "{original}\n[upstreams.app-icasync]\nendpoints = [\"{}\"]\n\
+         [[routes]]\nprefix = \"/api/workflows/\"\nupstream = \"app-icasync\"\n",
+        other.addr
+    );
+    std::fs::write(&path, &added).unwrap();
+    sighup(&gw.child);
+    let line = log_line(&gw.log, "configuration reloaded").await;
+    assert!(
+        line["hash"].as_str().is_some_and(|h| h.len() == 12),
+        "{line}"
+    );
+    assert_eq!(status("/api/workflows/x").await, StatusCode::OK);
+
+    let invalid = added
+        .replace("level = \"info\"", "level = \"info\"\nverbose = true")
+        .replace(
+            "[upstreams.app-icasync]",
+            "[upstreams.app-icasync]\nconnect_timeout = 3",
+        );
+    std::fs::write(&path, &invalid).unwrap();
+    let check = run_sync(&["check-config"], &path);
+    assert_eq!(check.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&check.stderr).into_owned();
+    sighup(&gw.child);
+    let line = log_line(
+        &gw.log,
+        "configuration reload refused; the previous configuration keeps serving",
+    )
+    .await;
+    assert_eq!(line["level"], "ERROR", "{line}");
+    let error = line["error"].as_str().unwrap();
+    assert_eq!(
+        said.trim_end(),
+        format!("error: {error}"),
+        "the words check-config uses"
+    );
+    assert!(
+        error.contains("verbose") && error.contains("connect_timeout"),
+        "{error}"
+    );
+    assert_eq!(status("/api/workflows/x").await, StatusCode::OK);
+
+    let moved = added.replace(&gw.public.to_string(), &free_port().await.to_string());
+    std::fs::write(&path, &moved).unwrap();
+    sighup(&gw.child);
+    let line = log_line(
+        &gw.log,
+        "these keys take effect only on restart; still running with their previous values",
+    )
+    .await;
+    assert_eq!(line["keys"], "server.listen", "{line}");
+    assert_eq!(
+        status("/api/icalink/x").await,
+        StatusCode::OK,
+        "on the old port"
+    );
+    let resp = client()
+        .get(format!("http://{}/metrics", gw.admin).parse().unwrap())
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+    assert!(
+        metrics.contains(r#"gateway_config_reloads_total{result="ok"} 2"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"gateway_config_reloads_total{result="error"} 1"#));
+
+    assert!(gw.child.try_wait().unwrap().is_none(), "still running");
+    sigterm(&gw.child);
+    let exit = tokio::time::timeout(Duration::from_secs(30), gw.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success());
+}
+
 fn run_sync(args: &[&str], config: &Path) -> std::process::Output {
     std::process::Command::new(BIN)
         .args(args)

@@ -60,6 +60,70 @@ pub struct Config {
     pub ignored_env: Vec<String>,
 }
 
+/// Keys a running gateway cannot change: its sockets, threads, connection settings and log
+/// subscriber are made once, at start. A reload that changes them keeps the running values
+/// (and says so); the rest of the configuration applies.
+pub const RESTART_ONLY: [&str; 10] = [
+    "server.listen",
+    "server.admin_listen",
+    "server.workers",
+    "server.http2",
+    "server.header_read_timeout",
+    "server.max_header_size",
+    "server.shutdown_drain",
+    "server.shutdown_timeout",
+    "log.level",
+    "log.format",
+];
+
+impl Config {
+    /// The [`RESTART_ONLY`] keys whose value in `new` differs from this (running) one.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.server, &new.server);
+        let changed = [
+            a.listen != b.listen,
+            a.admin_listen != b.admin_listen,
+            a.workers != b.workers,
+            a.http2 != b.http2,
+            a.header_read_timeout != b.header_read_timeout,
+            a.max_header_size != b.max_header_size,
+            a.shutdown_drain != b.shutdown_drain,
+            a.shutdown_timeout != b.shutdown_timeout,
+            self.log.level != new.log.level,
+            self.log.format != new.log.format,
+        ];
+        RESTART_ONLY
+            .iter()
+            .zip(changed)
+            .filter_map(|(key, changed)| changed.then_some(*key))
+            .collect()
+    }
+
+    /// A short hash of the effective configuration: what `check-config` prints, with the
+    /// secrets' values where it prints `***` (a rotated secret is another configuration).
+    /// `gateway_config_info` and `/status` show it, so that an operator can tell which
+    /// configuration each replica runs.
+    pub fn digest(&self) -> String {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.to_toml());
+        let secrets = [
+            self.auth.as_ref().and_then(|a| a.load_secret().ok()),
+            self.admin.as_ref().and_then(|a| a.load_token().ok()),
+        ];
+        for secret in secrets {
+            hash.update([0xff]);
+            if let Some(s) = secret {
+                hash.update(s.expose());
+            }
+        }
+        hash.finalize()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -640,6 +704,68 @@ mod tests {
         prefix = "/api/icalink/"
         upstream = "app-icalink"
     "#;
+
+    #[test]
+    fn the_digest_tells_configurations_apart_secrets_included() {
+        let a = Config::from_toml("test.toml", MINIMAL).unwrap();
+        assert_eq!(a.digest(), a.clone().digest());
+        assert_eq!(a.digest().len(), 12);
+        let mut b = a.clone();
+        b.server.max_body += 1;
+        assert_ne!(a.digest(), b.digest());
+        let mut c = a.clone();
+        c.admin = Some(AdminConfig {
+            token: Some(Secret::new("one")),
+            token_file: None,
+        });
+        let mut d = c.clone();
+        d.admin = Some(AdminConfig {
+            token: Some(Secret::new("two")),
+            token_file: None,
+        });
+        assert_eq!(c.to_toml(), d.to_toml(), "the printed form hides it");
+        assert_ne!(c.digest(), d.digest());
+    }
+
+    /// A new key of `[server]` or `[log]` must be one or the other: the reload either applies
+    /// it (the gateway reads it per request) or names it as needing a restart.
+    #[test]
+    fn every_server_and_log_key_is_live_or_restart_only() {
+        const LIVE: [&str; 4] = [
+            "server.max_body",
+            "server.client_body_timeout",
+            "server.trust_forwarded",
+            "log.access_log",
+        ];
+        let mut c = Config::from_toml("test.toml", MINIMAL).unwrap();
+        c.server.workers = Some(2);
+        let value: toml::Table = toml::from_str(&c.to_toml()).unwrap();
+        for section in ["server", "log"] {
+            let keys = value[section].as_table().unwrap().keys();
+            for key in keys {
+                let key = format!("{section}.{key}");
+                assert!(
+                    RESTART_ONLY.contains(&key.as_str()) ^ LIVE.contains(&key.as_str()),
+                    "{key}: live or restart-only?"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn restart_only_keys_are_named() {
+        let a = Config::from_toml("test.toml", MINIMAL).unwrap();
+        let mut b = a.clone();
+        b.server.listen = "0.0.0.0:8091".parse().unwrap();
+        b.server.workers = Some(3);
+        b.server.max_body = 1;
+        b.log.access_log = false;
+        assert_eq!(
+            a.restart_only_changes(&b),
+            ["server.listen", "server.workers"]
+        );
+        assert!(a.restart_only_changes(&a).is_empty());
+    }
 
     #[test]
     fn defaults_match_the_old_gateway() {

@@ -8,6 +8,7 @@ pub mod compress;
 pub mod cors;
 pub mod error;
 pub mod headers;
+pub mod live;
 pub mod security;
 
 use std::net::SocketAddr;
@@ -35,12 +36,14 @@ use crate::shard::PerWorker;
 use crate::telemetry::access::RequestRecord;
 use crate::telemetry::metrics::{Metrics, RouteLabels};
 use crate::upstream::protect::UpstreamBody;
-use crate::upstream::{BuildError, Trace, Upstream, UpstreamError};
+use crate::upstream::{BuildError, Kept, Trace, Upstream, UpstreamError};
 
 /// Routes requests and forwards them to upstreams. Shared by all connections.
 #[derive(Debug)]
 pub struct Gateway {
     routes: RouteTable,
+    /// Each route's series (by route index): slots are the process's, kept across reloads.
+    route_slots: Box<[usize]>,
     /// `None` without `[auth]`: no route requires a token then.
     auth: Option<Authenticator>,
     /// `None` when `[compression]` is off.
@@ -56,34 +59,67 @@ pub struct Gateway {
     access_log: bool,
     metrics: Arc<Metrics>,
     metric_handles: PerWorker<Metrics>,
+    /// The configuration's hash (`Config::digest`).
+    digest: String,
+}
+
+/// What a reload did to one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamChange {
+    Added,
+    Removed,
+    Kept(Kept),
 }
 
 impl Gateway {
+    /// A gateway with metrics of its own (tests, benches; the process builds with
+    /// [`Gateway::build`]).
     pub fn new(config: &Config) -> Result<Self, BuildError> {
-        let metrics = Metrics::new(
-            config
-                .routes
-                .iter()
-                .map(|r| RouteLabels {
-                    route: r.prefix.as_str().into(),
-                    upstream: r.upstream.as_str().into(),
-                })
-                .collect(),
-        );
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|(name, cfg)| Upstream::new(name, cfg, &config.discovery, metrics.upstream(name)))
-            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::build(config, &Metrics::new(), None)?.0)
+    }
+
+    /// Builds the gateway for `config`, counting into `metrics`. With `previous` (a reload),
+    /// upstreams are carried over as [`Upstream::reconfigure`] says; the changes are returned
+    /// by name. `previous` keeps serving as it was.
+    pub fn build(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Gateway>,
+    ) -> Result<(Self, Vec<(String, UpstreamChange)>), BuildError> {
+        let err = |name: &str| {
+            let name = name.to_owned();
+            move |message: String| BuildError { name, message }
+        };
+        let mut changes = Vec::new();
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for (name, cfg) in &config.upstreams {
+            let old = previous.and_then(|p| p.upstreams.iter().find(|u| &**u.name() == name));
+            let (upstream, change) = match old {
+                Some(old) => {
+                    let (u, kept) = old.reconfigure(cfg, &config.discovery)?;
+                    (u, UpstreamChange::Kept(kept))
+                }
+                None => (
+                    Upstream::new(name, cfg, &config.discovery, metrics.upstream(name))?,
+                    UpstreamChange::Added,
+                ),
+            };
+            upstreams.push(upstream);
+            changes.push((name.clone(), change));
+        }
+        if let Some(p) = previous {
+            for u in &p.upstreams {
+                if !config.upstreams.contains_key(&**u.name()) {
+                    changes.push((u.name().to_string(), UpstreamChange::Removed));
+                }
+            }
+        }
         let auth = config
             .auth
             .as_ref()
             .map(Authenticator::new)
             .transpose()
-            .map_err(|message| BuildError {
-                name: "auth".to_owned(),
-                message,
-            })?;
+            .map_err(err("auth"))?;
         let default_auth = if auth.is_some() {
             AuthMode::Required
         } else {
@@ -92,12 +128,24 @@ impl Gateway {
         let routes = RouteTable::new(&config.routes, default_auth, |name| {
             upstreams.iter().position(|u| &**u.name() == name)
         })
-        .map_err(|message| BuildError {
-            name: "routes".to_owned(),
-            message,
-        })?;
-        Ok(Self {
+        .map_err(err("routes"))?;
+        // Each route's series: the slot it had before a reload, if it had one.
+        let route_slots = metrics
+            .register_routes(
+                &config
+                    .routes
+                    .iter()
+                    .map(|r| RouteLabels {
+                        route: r.prefix.as_str().into(),
+                        upstream: r.upstream.as_str().into(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| err("routes")(e.to_string()))?
+            .into();
+        let gateway = Self {
             routes,
+            route_slots,
             auth,
             security: SecurityHeaders::new(&config.security_headers),
             compressor: Compressor::new(&config.compression),
@@ -106,18 +154,17 @@ impl Gateway {
                 .as_ref()
                 .map(Cors::new)
                 .transpose()
-                .map_err(|message| BuildError {
-                    name: "cors".to_owned(),
-                    message,
-                })?,
+                .map_err(err("cors"))?,
             upstreams,
             max_body: config.server.max_body,
             client_body_timeout: config.server.client_body_timeout,
             trust_forwarded: config.server.trust_forwarded,
             access_log: config.log.access_log,
-            metric_handles: PerWorker::new(&metrics),
-            metrics,
-        })
+            metric_handles: PerWorker::new(metrics),
+            metrics: metrics.clone(),
+            digest: config.digest(),
+        };
+        Ok((gateway, changes))
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -126,6 +173,20 @@ impl Gateway {
 
     pub fn upstreams(&self) -> &[Upstream] {
         &self.upstreams
+    }
+
+    /// The hash of the configuration it was built from (`Config::digest`).
+    pub fn config_digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// After a reload has made this gateway the current one: the breakers it shares with the
+    /// previous one take this configuration's settings. Not before: a reload that fails to
+    /// build must leave them as they were.
+    pub fn settle(&self) {
+        for u in &self.upstreams {
+            u.settle();
+        }
     }
 
     /// Waits (at most `limit`) until every upstream has resolved and probed its endpoints once.
@@ -259,7 +320,12 @@ impl Gateway {
                 method: head.method.clone(),
                 path: path.clone().into_owned(),
             })?;
-        record.routed(route.index, &route.name, upstream.name());
+        let slot = self.route_slots.get(route.index).copied();
+        record.routed(
+            slot.unwrap_or(self.metrics.unrouted()),
+            &route.name,
+            upstream.name(),
+        );
         // Verified before anything is stripped (a `Connection` header cannot take the token
         // away); the identity is added once the client's own is gone, below.
         let identity = if route.auth == AuthMode::Required {

@@ -84,7 +84,7 @@ impl RequestRecord {
         }
     }
 
-    /// The request matched route number `index` (config order).
+    /// The request matched a route, whose series are in slot `index` (`Metrics::register_routes`).
     pub fn routed(&mut self, index: usize, route: &Arc<str>, upstream: &Arc<str>) {
         if let Some(inner) = &mut self.inner {
             inner.route = index;

@@ -9,12 +9,13 @@
 //! scrape time. Label values are bounded: route prefixes and upstream names from the config,
 //! eight method buckets, five status classes, fixed outcome names; never paths or request ids.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::Method;
-use metrics::{Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::process::process_metrics;
@@ -57,44 +58,61 @@ fn class_index(status: u16) -> usize {
 }
 
 /// The label set of one route (and the pseudo-route for unrouted requests).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteLabels {
     pub route: Arc<str>,
     pub upstream: Arc<str>,
 }
 
-/// One gateway's metrics.
+/// Route label sets one process can count: every distinct (route, upstream) pair the configs it
+/// ran had, reloads included. Bounded, like every label here: 256 at 40 series each is the most
+/// one gateway exports.
+pub const ROUTE_CAPACITY: usize = 256;
+
+/// The slot of requests that matched no route.
+const UNROUTED: usize = 0;
+
+/// More distinct routes than [`ROUTE_CAPACITY`] since the process started.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the metrics have room for {ROUTE_CAPACITY} distinct routes since the process started; restart to count more"
+)]
+pub struct RoutesFull;
+
+/// One gateway process's metrics: shared by every configuration it runs (a reload keeps every
+/// series counting where it was).
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     /// Set from `requests` at each scrape.
     in_flight: Gauge,
-    routes: Vec<RouteLabels>,
-    /// `routes.len() x METHODS x CLASSES` slots, counted per worker; only combinations that
-    /// happened are exported.
+    /// Every route label set seen, in slot order (append-only: a slot never changes meaning).
+    routes: Mutex<Vec<RouteLabels>>,
+    /// `ROUTE_CAPACITY` groups of `METHODS x CLASSES` slots, counted per worker; only
+    /// combinations that happened are exported.
     requests: RequestSeries,
+    /// One set per upstream name, kept across reloads (an upstream that comes back counts on).
+    upstreams: Mutex<HashMap<Arc<str>, Arc<UpstreamMetrics>>>,
+    /// The running configuration's digest, for `gateway_config_info`.
+    config: Mutex<Option<String>>,
+    reloads: [Counter; 2],
+    last_reload_ok: Gauge,
+    last_reload_ok_time: Gauge,
     started: SystemTime,
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics")
-            .field("routes", &self.routes)
-            .finish_non_exhaustive()
+        f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
 
 impl Metrics {
-    /// `routes` are the configured routes; the unrouted pseudo-route is added here.
-    pub fn new(mut routes: Vec<RouteLabels>) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         // No histogram goes through the exporter (the request durations are ours), so no
         // bucket settings: an unexpected histogram would show as a summary, which a test rules out.
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        routes.push(RouteLabels {
-            route: "none".into(),
-            upstream: "none".into(),
-        });
         let describe = |name: &'static str, kind: Kind, help: &'static str| {
             let (name, help) = (name.into(), SharedString::from(help));
             match kind {
@@ -122,24 +140,83 @@ impl Metrics {
         let in_flight =
             recorder.register_gauge(&Key::from_name("gateway_in_flight_requests"), &META);
         let requests = RequestSeries::new(
-            routes.len() * METHODS.len() * CLASSES.len(),
+            ROUTE_CAPACITY,
+            METHODS.len() * CLASSES.len(),
             &DURATION_BUCKETS,
         );
+        requests.open(UNROUTED);
+        let reloads = ["ok", "error"].map(|r| {
+            recorder.register_counter(
+                &Key::from_parts(
+                    "gateway_config_reloads_total",
+                    vec![Label::new("result", r)],
+                ),
+                &META,
+            )
+        });
+        let last_reload_ok = recorder.register_gauge(
+            &Key::from_name("gateway_config_last_reload_successful"),
+            &META,
+        );
+        // No reload yet: the running configuration is the one that loaded at start.
+        last_reload_ok.set(1.0);
+        let last_reload_ok_time = recorder.register_gauge(
+            &Key::from_name("gateway_config_last_reload_success_timestamp_seconds"),
+            &META,
+        );
+        // The process start, as Prometheus wants it: wall-clock seconds.
+        #[allow(clippy::disallowed_methods)]
+        let started = SystemTime::now();
+        last_reload_ok_time.set(unix_seconds(started));
         Arc::new(Self {
             recorder,
             handle,
             in_flight,
-            routes,
+            routes: Mutex::new(vec![RouteLabels {
+                route: "none".into(),
+                upstream: "none".into(),
+            }]),
             requests,
-            // The process start, as Prometheus wants it: wall-clock seconds.
-            #[allow(clippy::disallowed_methods)]
-            started: SystemTime::now(),
+            upstreams: Mutex::new(HashMap::new()),
+            config: Mutex::new(None),
+            reloads,
+            last_reload_ok,
+            last_reload_ok_time,
+            started,
         })
     }
 
-    /// Index of the pseudo-route for requests that matched no route.
+    /// The slots of `routes`, in their order: a label set seen before keeps its slot (and its
+    /// counts), a new one gets the next. Fails, adding none, past [`ROUTE_CAPACITY`].
+    pub fn register_routes(&self, routes: &[RouteLabels]) -> Result<Vec<usize>, RoutesFull> {
+        let mut known = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let new = routes
+            .iter()
+            .filter(|r| !known.contains(r))
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if known.len() + new > ROUTE_CAPACITY {
+            return Err(RoutesFull);
+        }
+        let slots = routes
+            .iter()
+            .map(|r| match known.iter().position(|k| k == r) {
+                Some(slot) => slot,
+                None => {
+                    known.push(r.clone());
+                    known.len() - 1
+                }
+            })
+            .collect::<Vec<_>>();
+        for &slot in &slots {
+            self.requests.open(slot);
+        }
+        Ok(slots)
+    }
+
+    /// The slot of requests that matched no route.
     pub fn unrouted(&self) -> usize {
-        self.routes.len() - 1
+        UNROUTED
     }
 
     /// A request arrived (counted in flight until [`Metrics::request_ended`]).
@@ -153,10 +230,8 @@ impl Metrics {
 
     /// Records a finished request.
     pub fn record_request(&self, route: usize, method: &Method, status: u16, duration: Duration) {
-        let route = route.min(self.unrouted());
         let (m, c) = (method_index(method), class_index(status));
-        self.requests
-            .record((route * METHODS.len() + m) * CLASSES.len() + c, duration);
+        self.requests.record(route, m * CLASSES.len() + c, duration);
     }
 
     /// The request families, rendered from the workers' cells.
@@ -168,11 +243,15 @@ impl Metrics {
                 .map_or("", |(.., help)| *help)
         };
         let mut series = Vec::new();
-        for (route, labels) in self.routes.iter().enumerate() {
+        let routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (route, labels) in routes.iter().enumerate() {
             for (m, method) in METHODS.iter().enumerate() {
                 for (c, class) in CLASSES.iter().enumerate() {
-                    let slot = (route * METHODS.len() + m) * CLASSES.len() + c;
-                    if let Some(totals) = self.requests.totals(slot) {
+                    if let Some(totals) = self.requests.totals(route, m * CLASSES.len() + c) {
                         let labels = format!(
                             "route=\"{}\",upstream=\"{}\",method=\"{method}\",status_class=\"{class}\"",
                             escape_label(&labels.route),
@@ -206,8 +285,50 @@ impl Metrics {
         }
     }
 
-    /// The series of one upstream.
+    /// The series of one upstream: the same ones every time its name is asked for.
     pub fn upstream(&self, name: &str) -> Arc<UpstreamMetrics> {
+        let mut known = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = known.get(name) {
+            return m.clone();
+        }
+        let m = self.register_upstream(name);
+        known.insert(name.into(), m.clone());
+        m
+    }
+
+    /// An upstream a reload removed: its state series read zero (no tasks, no circuit state)
+    /// rather than the last values forever; its counters stay as they were.
+    pub fn retire_upstream(&self, name: &str) {
+        let known = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = known.get(name) {
+            for g in m.endpoints.iter().chain(&m.circuit_state) {
+                g.set(0.0);
+            }
+        }
+    }
+
+    /// The running configuration's digest (`gateway_config_info`).
+    pub fn set_config(&self, digest: &str) {
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = Some(digest.to_owned());
+    }
+
+    /// A reload was tried: counted by result; a success also sets the time of the last one.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].increment(1);
+        self.last_reload_ok.set(if ok { 1.0 } else { 0.0 });
+        if ok {
+            self.last_reload_ok_time
+                .set(unix_seconds(crate::clock::wall()));
+        }
+    }
+
+    fn register_upstream(&self, name: &str) -> Arc<UpstreamMetrics> {
         let r = &self.recorder;
         let key = |metric: &'static str, extra: &[(&'static str, &'static str)]| {
             let mut labels = vec![Label::new("upstream", name.to_owned())];
@@ -274,6 +395,16 @@ impl Metrics {
                 );
             }
         }
+        if let Some(digest) = &*self.config.lock().unwrap_or_else(PoisonError::into_inner) {
+            // Rendered here, not registered: only the running digest may have a series.
+            let _ = writeln!(
+                extra,
+                "# HELP gateway_config_info Always 1; the hash label identifies the running configuration.\n\
+                 # TYPE gateway_config_info gauge\n\
+                 gateway_config_info{{hash=\"{}\"}} 1",
+                escape_label(digest)
+            );
+        }
         self.in_flight.set(self.requests.in_flight() as f64);
         for u in upstreams {
             u.metrics.sync();
@@ -288,7 +419,12 @@ impl Metrics {
 
 /// Standalone series for code that runs without a gateway (tests, benches).
 pub fn detached_upstream_metrics(name: &str) -> Arc<UpstreamMetrics> {
-    Metrics::new(Vec::new()).upstream(name)
+    Metrics::new().upstream(name)
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[derive(Clone, Copy)]
@@ -305,6 +441,21 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "gateway_build_info",
         Kind::Gauge,
         "Always 1; the version label says which build runs.",
+    ),
+    (
+        "gateway_config_reloads_total",
+        Kind::Counter,
+        "Configuration reloads (SIGHUP), by result (ok, error: the previous one kept serving).",
+    ),
+    (
+        "gateway_config_last_reload_successful",
+        Kind::Gauge,
+        "1 if the last reload succeeded (or none was tried), 0 if it was refused.",
+    ),
+    (
+        "gateway_config_last_reload_success_timestamp_seconds",
+        Kind::Gauge,
+        "When the running configuration was loaded (Unix seconds): the start or the last good reload.",
     ),
     (
         "gateway_in_flight_requests",
@@ -389,13 +540,19 @@ mod tests {
 
     #[test]
     fn request_series_are_registered_on_first_use_with_bounded_labels() {
-        let m = Metrics::new(vec![RouteLabels {
-            route: "/api/icalink/".into(),
-            upstream: "app-icalink".into(),
-        }]);
-        m.record_request(0, &Method::POST, 201, Duration::from_millis(30));
+        let m = Metrics::new();
+        let [icalink] = m
+            .register_routes(&[RouteLabels {
+                route: "/api/icalink/".into(),
+                upstream: "app-icalink".into(),
+            }])
+            .unwrap()[..]
+        else {
+            panic!("one slot")
+        };
+        m.record_request(icalink, &Method::POST, 201, Duration::from_millis(30));
         m.record_request(
-            0,
+            icalink,
             &Method::from_bytes(b"PROPFIND").unwrap(),
             404,
             Duration::from_millis(2),
@@ -418,6 +575,90 @@ mod tests {
             !text.contains(r#"method="GET",status_class="2xx""#),
             "unused series are not exported"
         );
+    }
+
+    fn labels(route: &str, upstream: &str) -> RouteLabels {
+        RouteLabels {
+            route: route.into(),
+            upstream: upstream.into(),
+        }
+    }
+
+    #[test]
+    fn a_route_keeps_its_slot_and_counts_across_registrations() {
+        let m = Metrics::new();
+        let first = m
+            .register_routes(&[labels("/a/", "x"), labels("/b/", "y")])
+            .unwrap();
+        assert_eq!(first, [1, 2], "slot 0 is the unrouted one");
+        m.record_request(first[1], &Method::GET, 200, Duration::from_millis(1));
+        // A reload: /b/ stays, /a/ goes, /c/ comes, /a/ pointing elsewhere is a new series.
+        let second = m
+            .register_routes(&[labels("/c/", "x"), labels("/b/", "y"), labels("/a/", "y")])
+            .unwrap();
+        assert_eq!(second, [3, 2, 4]);
+        m.record_request(second[1], &Method::GET, 200, Duration::from_millis(1));
+        let text = m.render(&[]);
+        assert!(
+            text.contains(r#"gateway_requests_total{route="/b/",upstream="y",method="GET",status_class="2xx"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn routes_past_the_capacity_are_refused_whole() {
+        let m = Metrics::new();
+        let many: Vec<_> = (1..ROUTE_CAPACITY)
+            .map(|i| labels(&format!("/r{i}/"), "x"))
+            .collect();
+        assert_eq!(m.register_routes(&many).unwrap().len(), ROUTE_CAPACITY - 1);
+        assert!(
+            m.register_routes(&many).is_ok(),
+            "all known: no room needed"
+        );
+        assert!(m.register_routes(&[labels("/one-more/", "x")]).is_err());
+        assert!(
+            m.register_routes(&[labels("/r1/", "x"), labels("/one-more/", "x")])
+                .is_err(),
+            "nothing added when one does not fit"
+        );
+        assert_eq!(m.register_routes(&[labels("/r1/", "x")]).unwrap(), [1]);
+    }
+
+    #[test]
+    fn an_upstream_keeps_its_series_and_a_retired_one_reads_zero() {
+        let m = Metrics::new();
+        let a = m.upstream("app-icalink");
+        assert!(Arc::ptr_eq(&a, &m.upstream("app-icalink")));
+        a.endpoints[0].set(3.0);
+        m.render(&[]);
+        m.retire_upstream("app-icalink");
+        let text = m.render(&[]);
+        assert!(
+            text.contains(r#"gateway_endpoints{upstream="app-icalink",state="healthy"} 0"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reloads_and_the_running_configuration_are_exported() {
+        let m = Metrics::new();
+        assert!(!m.render(&[]).contains("gateway_config_info{"));
+        m.set_config("abc123");
+        m.reloaded(false);
+        let text = m.render(&[]);
+        assert!(
+            text.contains(r#"gateway_config_info{hash="abc123"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"gateway_config_reloads_total{result="error"} 1"#));
+        assert!(text.contains("gateway_config_last_reload_successful 0"));
+        m.set_config("def456");
+        m.reloaded(true);
+        let text = m.render(&[]);
+        assert!(!text.contains("abc123"), "only the running digest: {text}");
+        assert!(text.contains(r#"gateway_config_reloads_total{result="ok"} 1"#));
+        assert!(text.contains("gateway_config_last_reload_successful 1"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! not samples: nothing to drain, and memory does not grow with traffic.
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -21,12 +22,18 @@ fn stride(buckets: usize) -> usize {
     1 + buckets + 1
 }
 
-/// One worker's cells.
+/// One worker's cells: one block per group, made when the group is opened.
 struct Shard {
     in_flight: AtomicI64,
-    cells: Box<[AtomicU64]>,
+    groups: Box<[OnceLock<Box<[AtomicU64]>>]>,
 }
 
+/// Slots in groups (a group is a route: its methods and status classes), counted per worker.
+///
+/// Why groups made on demand rather than one block: routes come and go with config reloads,
+/// and a reload must not move a route's counts to another slot or reset them. Every route the
+/// process has seen keeps its group for the process's life; a group's cells are allocated only
+/// when it is opened (a reload adds it), so room for many costs a pointer each.
 pub struct RequestSeries {
     shards: Sharded<Shard>,
     buckets: &'static [f64],
@@ -47,18 +54,27 @@ impl Totals {
 }
 
 impl RequestSeries {
-    /// `slots` series with `buckets` as upper bounds (seconds, ascending).
-    pub fn new(slots: usize, buckets: &'static [f64]) -> Self {
+    /// Room for `groups` groups of `slots` series each, with `buckets` as upper bounds
+    /// (seconds, ascending). No group counts until [`RequestSeries::open`].
+    pub fn new(groups: usize, slots: usize, buckets: &'static [f64]) -> Self {
         let shards = Sharded::new(|| Shard {
             in_flight: AtomicI64::new(0),
-            cells: (0..slots * stride(buckets.len()))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            groups: (0..groups).map(|_| OnceLock::new()).collect(),
         });
         Self {
             shards,
             buckets,
             slots,
+        }
+    }
+
+    /// Makes `group` count (on every worker); opening it again changes nothing.
+    pub fn open(&self, group: usize) {
+        let cells = self.slots * stride(self.buckets.len());
+        for shard in self.shards.iter() {
+            if let Some(g) = shard.groups.get(group) {
+                g.get_or_init(|| (0..cells).map(|_| AtomicU64::new(0)).collect());
+            }
         }
     }
 
@@ -70,17 +86,19 @@ impl RequestSeries {
         self.shards.own().in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Counts a finished request in `slot`.
-    pub fn record(&self, slot: usize, duration: Duration) {
+    /// Counts a finished request in `slot` of `group` (nothing if the group is not open).
+    pub fn record(&self, group: usize, slot: usize, duration: Duration) {
         if slot >= self.slots {
             return;
         }
+        let Some(cells) = self.shards.own().groups.get(group).and_then(OnceLock::get) else {
+            return;
+        };
         let secs = duration.as_secs_f64();
         // The first bound the value does not exceed: Prometheus buckets are `le`.
         let bucket = self.buckets.partition_point(|&bound| bound < secs);
         let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         let base = slot * stride(self.buckets.len());
-        let cells = &self.shards.own().cells;
         cells[base].fetch_add(ns, Ordering::Relaxed);
         cells[base + 1 + bucket].fetch_add(1, Ordering::Relaxed);
     }
@@ -93,13 +111,17 @@ impl RequestSeries {
             .sum()
     }
 
-    /// The totals of `slot`, or `None` if it never counted a request.
-    pub fn totals(&self, slot: usize) -> Option<Totals> {
+    /// The totals of `slot` in `group`, or `None` if it never counted a request.
+    pub fn totals(&self, group: usize, slot: usize) -> Option<Totals> {
         let base = slot * stride(self.buckets.len());
         let mut sum_ns = 0u64;
         let mut counts = vec![0u64; self.buckets.len() + 1];
         for shard in self.shards.iter() {
-            let cells = shard.cells.get(base..base + stride(self.buckets.len()))?;
+            let cells = shard
+                .groups
+                .get(group)?
+                .get()?
+                .get(base..base + stride(self.buckets.len()))?;
             sum_ns = sum_ns.saturating_add(cells[0].load(Ordering::Relaxed));
             for (total, cell) in counts.iter_mut().zip(&cells[1..]) {
                 *total += cell.load(Ordering::Relaxed);
@@ -147,27 +169,44 @@ mod tests {
 
     #[test]
     fn values_land_in_le_buckets_and_sum_exactly() {
-        let s = RequestSeries::new(2, &BOUNDS);
+        let s = RequestSeries::new(1, 2, &BOUNDS);
+        s.open(0);
         for ms in [0.5, 1.0, 1.5, 10.0, 250.0] {
-            s.record(1, Duration::from_secs_f64(ms / 1000.0));
+            s.record(0, 1, Duration::from_secs_f64(ms / 1000.0));
         }
-        assert!(s.totals(0).is_none(), "an unused slot has no series");
-        let t = s.totals(1).unwrap();
+        assert!(s.totals(0, 0).is_none(), "an unused slot has no series");
+        let t = s.totals(0, 1).unwrap();
         // 1 ms is `le 0.001`; 10 ms is `le 0.01`; 250 ms is above every bound.
         assert_eq!(t.counts, [2, 2, 0, 1]);
         assert_eq!(t.count(), 5);
         assert_eq!(t.sum, Duration::from_secs_f64(0.263));
-        s.record(7, Duration::from_secs(1));
+        s.record(0, 7, Duration::from_secs(1));
+        s.record(3, 1, Duration::from_secs(1));
         assert_eq!(
-            s.totals(1).unwrap().count(),
+            s.totals(0, 1).unwrap().count(),
             5,
-            "an unknown slot is ignored"
+            "an unknown slot or group is ignored"
         );
     }
 
     #[test]
+    fn a_group_counts_once_opened_and_opening_again_keeps_its_counts() {
+        let s = RequestSeries::new(3, 1, &BOUNDS);
+        s.record(2, 0, Duration::from_millis(5));
+        assert!(s.totals(2, 0).is_none(), "not open: not counted");
+        s.open(2);
+        s.record(2, 0, Duration::from_millis(5));
+        s.open(2);
+        s.record(2, 0, Duration::from_millis(5));
+        assert_eq!(s.totals(2, 0).unwrap().count(), 2);
+        assert!(s.totals(1, 0).is_none());
+        s.open(9);
+    }
+
+    #[test]
     fn workers_count_apart_and_a_scrape_adds_them_up() {
-        let s = std::sync::Arc::new(RequestSeries::new(1, &BOUNDS));
+        let s = std::sync::Arc::new(RequestSeries::new(1, 1, &BOUNDS));
+        s.open(0);
         // Four threads as workers 0 and 1 (what `server::workers` sets on its threads).
         let threads: Vec<_> = (0..4)
             .map(|i| {
@@ -175,14 +214,14 @@ mod tests {
                 std::thread::spawn(move || {
                     crate::shard::set_current_index(i % 2);
                     s.started();
-                    s.record(0, Duration::from_millis(5));
+                    s.record(0, 0, Duration::from_millis(5));
                 })
             })
             .collect();
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(s.totals(0).unwrap().count(), 4);
+        assert_eq!(s.totals(0, 0).unwrap().count(), 4);
         assert_eq!(s.in_flight(), 4);
         s.ended();
         assert_eq!(
@@ -194,11 +233,12 @@ mod tests {
 
     #[test]
     fn histogram_lines_are_cumulative() {
-        let s = RequestSeries::new(1, &BOUNDS);
-        s.record(0, Duration::from_micros(500));
-        s.record(0, Duration::from_millis(50));
+        let s = RequestSeries::new(1, 1, &BOUNDS);
+        s.open(0);
+        s.record(0, 0, Duration::from_micros(500));
+        s.record(0, 0, Duration::from_millis(50));
         let mut out = String::new();
-        s.render_histogram(&mut out, "h", "a=\"b\"", &s.totals(0).unwrap());
+        s.render_histogram(&mut out, "h", "a=\"b\"", &s.totals(0, 0).unwrap());
         assert_eq!(
             out,
             "h_bucket{a=\"b\",le=\"0.001\"} 1\nh_bucket{a=\"b\",le=\"0.01\"} 1\n\

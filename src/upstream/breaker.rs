@@ -137,6 +137,10 @@ impl Breaker {
         }
     }
 
+    pub fn config(&self) -> &BreakerConfig {
+        &self.cfg
+    }
+
     /// The state requests meet: a forced one, else the breaker's own.
     pub fn state(&self) -> State {
         self.forced.map_or(self.state, |(f, _, _)| f.state())
@@ -183,6 +187,40 @@ impl Breaker {
     pub fn reset(&mut self, now: Instant) -> Transition {
         let from = self.state();
         self.release(now);
+        self.start_over(now);
+        Transition {
+            from,
+            to: State::Closed,
+            reason: "reset through the admin API".to_owned(),
+            reset_after: None,
+        }
+    }
+
+    /// Takes new settings (a config reload) and keeps what the breaker knows: its state (an
+    /// open circuit keeps the reset time it was given), a forced state, the consecutive
+    /// failures and the counters. The failure-rate window starts afresh if its span changed.
+    /// Settings that turn the breaker off close it.
+    pub fn reconfigure(&mut self, cfg: BreakerConfig, now: Instant) -> Option<Transition> {
+        if cfg.window != self.cfg.window {
+            self.window = Window::new(cfg.window, now);
+        }
+        self.cfg = cfg;
+        if self.cfg.enabled || self.state == State::Closed {
+            return None;
+        }
+        let from = self.state;
+        self.start_over(now);
+        // A forced state is what requests meet: it did not change.
+        self.forced.is_none().then(|| Transition {
+            from,
+            to: State::Closed,
+            reason: "breaker turned off by a configuration reload".to_owned(),
+            reset_after: None,
+        })
+    }
+
+    /// Closed, with nothing remembered but the counters (an open period's time counted).
+    fn start_over(&mut self, now: Instant) {
         if self.state == State::Open {
             self.stats.time_open += now
                 .min(self.open_until)
@@ -194,12 +232,6 @@ impl Breaker {
         self.trials_in_flight = 0;
         self.trial_successes = 0;
         self.window.clear(now);
-        Transition {
-            from,
-            to: State::Closed,
-            reason: "reset through the admin API".to_owned(),
-            reset_after: None,
-        }
     }
 
     /// Ends a forced state (its open time counted).
@@ -519,6 +551,50 @@ mod tests {
         let mut b = Breaker::new(cfg(), now);
         let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
         assert_eq!(b.stats(now + reset * 3).time_open, reset);
+    }
+
+    /// A reload's new settings keep the breaker's state: an open circuit stays open until the
+    /// reset time it had, the failures so far count towards the new threshold, a forced state
+    /// holds; settings that turn it off close it.
+    #[tokio::test(start_paused = true)]
+    async fn new_settings_keep_what_the_breaker_knows() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
+        let stricter = BreakerConfig {
+            threshold: 2,
+            reset_timeout: Duration::from_secs(60),
+            ..cfg()
+        };
+        assert_eq!(b.reconfigure(stricter.clone(), now), None);
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(
+            b.reopens_at(),
+            Some(now + reset),
+            "the reset time it was given"
+        );
+        assert_eq!(b.stats(now).opened, 1);
+
+        let mut b = Breaker::new(cfg(), now);
+        assert_eq!(fail(&mut b, 1, now), None);
+        b.reconfigure(stricter.clone(), now);
+        let t = fail(&mut b, 1, now).expect("the earlier failure counts");
+        assert!(t.reason.contains("2 consecutive"), "{}", t.reason);
+
+        let off = BreakerConfig {
+            enabled: false,
+            ..cfg()
+        };
+        let t = b.reconfigure(off.clone(), now + reset / 2).expect("closed");
+        assert_eq!((t.from, t.to), (State::Open, State::Closed));
+        assert_eq!(b.state(), State::Closed);
+        assert!(b.admits_all());
+        assert_eq!(b.stats(now + reset).time_open, reset / 2);
+
+        let mut b = Breaker::new(cfg(), now);
+        b.force(Forced::Open, None, now);
+        assert_eq!(b.reconfigure(off, now), None);
+        assert_eq!(b.state(), State::Open, "forced open holds");
     }
 
     /// A forced state holds whatever the traffic does, ends on time (or by reset), and its

@@ -136,11 +136,49 @@ pub struct BuildError {
 pub struct Upstream {
     name: Arc<str>,
     service: Arc<UpstreamService>,
+    /// The definition it was built from, to tell what a reload changes.
+    config: Arc<(UpstreamConfig, DiscoveryConfig)>,
+    endpoints: Arc<EndpointSet>,
+    breaker: Arc<Breaker>,
+}
+
+/// The controller's side: the tasks, their health, ejection, load and pooled connections.
+/// Stops the controller when the last upstream holding it is dropped.
+struct EndpointSet {
     shared: Arc<Shared>,
-    breaker: Arc<BreakerHandle>,
     ready: watch::Receiver<bool>,
-    /// Stops the controller and the breaker's clock when the last clone is dropped.
-    _stop: Arc<(DropGuard, DropGuard)>,
+    _stop: DropGuard,
+}
+
+/// The breaker, with its clock task, which stops when the last upstream holding it is dropped.
+struct Breaker {
+    handle: Arc<BreakerHandle>,
+    _clock: DropGuard,
+}
+
+/// What an upstream kept through a reload (see [`Upstream::reconfigure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Its definition did not change: it is the same upstream.
+    Everything,
+    /// Changed, but not in discovery, health, ejection or pooling: its tasks with their
+    /// health, ejections, load and pooled connections, and its breaker's state.
+    TasksAndBreaker,
+    /// Changed in discovery, health, ejection or pooling: its tasks are found and probed
+    /// afresh (no pooled connection carried); its breaker's state is kept.
+    Breaker,
+}
+
+impl Kept {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Everything => "unchanged",
+            Self::TasksAndBreaker => {
+                "changed; tasks, health, ejections, connections and breaker state kept"
+            }
+            Self::Breaker => "changed; tasks rediscovered and probed afresh, breaker state kept",
+        }
+    }
 }
 
 impl Upstream {
@@ -151,8 +189,154 @@ impl Upstream {
         discovery: &DiscoveryConfig,
         metrics: Arc<UpstreamMetrics>,
     ) -> Result<Self, BuildError> {
+        let name: Arc<str> = name.into();
+        let endpoints = Arc::new(EndpointSet::start(&name, cfg, discovery, metrics.clone())?);
+        let handle = Arc::new(BreakerHandle::new(
+            name.clone(),
+            cfg.breaker.clone(),
+            metrics,
+        ));
+        let clock = CancellationToken::new();
+        tokio::spawn(handle.clone().run_clock(clock.clone()));
+        let breaker = Arc::new(Breaker {
+            handle,
+            _clock: clock.drop_guard(),
+        });
+        Ok(Self::assemble(name, cfg, discovery, endpoints, breaker))
+    }
+
+    /// This upstream under a new definition (a config reload): the same upstream if nothing
+    /// changed; otherwise a new stack over what still applies, as [`Kept`] says. The breaker
+    /// always carries on, and takes the new settings at [`Upstream::settle`] (see
+    /// `Breaker::reconfigure`). The upstream serving the requests in flight is left as it is.
+    pub fn reconfigure(
+        &self,
+        cfg: &UpstreamConfig,
+        discovery: &DiscoveryConfig,
+    ) -> Result<(Self, Kept), BuildError> {
+        let (old, old_discovery) = &*self.config;
+        if old == cfg && old_discovery == discovery {
+            return Ok((self.clone(), Kept::Everything));
+        }
+        let same_tasks = old.endpoints == cfg.endpoints
+            && old.host == cfg.host
+            && old.port == cfg.port
+            && old.health == cfg.health
+            && old.outlier == cfg.outlier
+            && old.pool_idle_timeout == cfg.pool_idle_timeout
+            && old_discovery == discovery;
+        let (endpoints, kept) = if same_tasks {
+            (self.endpoints.clone(), Kept::TasksAndBreaker)
+        } else {
+            let metrics = self.metrics().clone();
+            (
+                Arc::new(EndpointSet::start(&self.name, cfg, discovery, metrics)?),
+                Kept::Breaker,
+            )
+        };
+        let upstream = Self::assemble(
+            self.name.clone(),
+            cfg,
+            discovery,
+            endpoints,
+            self.breaker.clone(),
+        );
+        Ok((upstream, kept))
+    }
+
+    /// Gives the breaker this definition's settings (once this upstream serves; a breaker is
+    /// shared with the upstream it was carried over from).
+    pub fn settle(&self) {
+        self.breaker
+            .handle
+            .reconfigure(self.config.0.breaker.clone());
+    }
+
+    /// The service stack over an endpoint set and a breaker.
+    fn assemble(
+        name: Arc<str>,
+        cfg: &UpstreamConfig,
+        discovery: &DiscoveryConfig,
+        endpoints: Arc<EndpointSet>,
+        breaker: Arc<Breaker>,
+    ) -> Self {
+        let metrics = endpoints.shared.metrics().clone();
+        let policy = Policy {
+            name: name.clone(),
+            max_retries: cfg.retry.max_retries,
+            per_try_timeout: cfg.per_try_timeout(),
+            retry_statuses: cfg.retry.retry_statuses.clone(),
+            backoff: cfg.retry.backoff,
+            budget: Budget::new(&cfg.retry, crate::clock::now()),
+            metrics,
+        };
+        // Outside in: one breaker decision and one deadline per exchange; retries within it;
+        // each attempt balanced over the eligible tasks.
+        let stack = tower::ServiceBuilder::new()
+            .layer(ProtectLayer::new(breaker.handle.clone(), &cfg.breaker))
+            .layer(RetryLayer::new(policy))
+            .service(Balance::new(
+                endpoints.shared.clone(),
+                client::Client::new(cfg),
+            ));
+        Self {
+            name,
+            service: Arc::new(stack),
+            config: Arc::new((cfg.clone(), discovery.clone())),
+            endpoints,
+            breaker,
+        }
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Endpoint set, health, ejection and discovery state (for status pages and metrics).
+    pub fn state(&self) -> &Arc<Shared> {
+        &self.endpoints.shared
+    }
+
+    /// This upstream's metric series.
+    pub fn metrics(&self) -> &Arc<UpstreamMetrics> {
+        self.endpoints.shared.metrics()
+    }
+
+    /// The circuit breaker's state and counters.
+    pub fn breaker(&self) -> &Arc<BreakerHandle> {
+        &self.breaker.handle
+    }
+
+    /// Waits until the first discovery and probes are done, or `limit` passes; returns whether
+    /// the upstream became ready.
+    pub async fn ready(&self, limit: Duration) -> bool {
+        let mut ready = self.endpoints.ready.clone();
+        tokio::time::timeout(limit, ready.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Sends one request through this upstream's stack.
+    pub async fn send(
+        &self,
+        head: &Parts,
+        body: &mut RequestBody,
+        trace: &mut Trace,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        self.service.exchange(head, body, trace).await
+    }
+}
+
+impl EndpointSet {
+    /// Starts a controller over the definition's tasks (needs a Tokio runtime).
+    fn start(
+        name: &Arc<str>,
+        cfg: &UpstreamConfig,
+        discovery: &DiscoveryConfig,
+        metrics: Arc<UpstreamMetrics>,
+    ) -> Result<Self, BuildError> {
         let err = |message: String| BuildError {
-            name: name.to_owned(),
+            name: name.to_string(),
             message,
         };
         let resolver = match (&cfg.host, cfg.port) {
@@ -169,86 +353,19 @@ impl Upstream {
         let probe =
             HttpProbe::new(cfg.health.as_ref().unwrap_or(&HealthConfig::default())).map_err(err)?;
         let settings = Settings {
-            name: name.into(),
+            name: name.clone(),
             refresh: discovery.refresh,
             health: cfg.health.clone(),
             outlier: cfg.outlier.clone(),
-            metrics: metrics.clone(),
+            metrics,
             pool_idle_timeout: cfg.pool_idle_timeout,
         };
         let handle = Controller::spawn(settings, resolver, initial, probe);
-        let name: Arc<str> = name.into();
-        let breaker = Arc::new(BreakerHandle::new(
-            name.clone(),
-            cfg.breaker.clone(),
-            metrics.clone(),
-        ));
-        let clock = CancellationToken::new();
-        tokio::spawn(breaker.clone().run_clock(clock.clone()));
-        let policy = Policy {
-            name: name.clone(),
-            max_retries: cfg.retry.max_retries,
-            per_try_timeout: cfg.per_try_timeout(),
-            retry_statuses: cfg.retry.retry_statuses.clone(),
-            backoff: cfg.retry.backoff,
-            budget: Budget::new(&cfg.retry, crate::clock::now()),
-            metrics: metrics.clone(),
-        };
-        // Outside in: one breaker decision and one deadline per exchange; retries within it;
-        // each attempt balanced over the eligible tasks.
-        let stack = tower::ServiceBuilder::new()
-            .layer(ProtectLayer::new(breaker.clone(), &cfg.breaker))
-            .layer(RetryLayer::new(policy))
-            .service(Balance::new(
-                handle.shared.clone(),
-                client::Client::new(cfg),
-            ));
         Ok(Self {
-            name,
-            service: Arc::new(stack),
             shared: handle.shared,
-            breaker,
             ready: handle.ready,
-            _stop: Arc::new((handle.stop, clock.drop_guard())),
+            _stop: handle.stop,
         })
-    }
-
-    pub fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    /// Endpoint set, health, ejection and discovery state (for status pages and metrics).
-    pub fn state(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// This upstream's metric series.
-    pub fn metrics(&self) -> &Arc<UpstreamMetrics> {
-        self.shared.metrics()
-    }
-
-    /// The circuit breaker's state and counters.
-    pub fn breaker(&self) -> &Arc<BreakerHandle> {
-        &self.breaker
-    }
-
-    /// Waits until the first discovery and probes are done, or `limit` passes; returns whether
-    /// the upstream became ready.
-    pub async fn ready(&self, limit: Duration) -> bool {
-        let mut ready = self.ready.clone();
-        tokio::time::timeout(limit, ready.wait_for(|r| *r))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
-    /// Sends one request through this upstream's stack.
-    pub async fn send(
-        &self,
-        head: &Parts,
-        body: &mut RequestBody,
-        trace: &mut Trace,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        self.service.exchange(head, body, trace).await
     }
 }
 

@@ -142,6 +142,26 @@ impl BreakerHandle {
         self.status()
     }
 
+    /// Applies a reload's settings to the running breaker (see [`Breaker::reconfigure`]).
+    pub fn reconfigure(&self, cfg: BreakerConfig) {
+        let transition = {
+            let Ok(mut b) = self.breaker.lock() else {
+                return;
+            };
+            if b.config() == &cfg {
+                return;
+            }
+            let t = b.reconfigure(cfg, clock::now());
+            self.mirror(&b);
+            t
+        };
+        if let Some(t) = transition {
+            self.log(&t);
+        }
+        // Its reset time may be another one now (or none).
+        self.opened.notify_one();
+    }
+
     /// Moves the circuit to half-open at its reset time, with or without traffic, until
     /// `stop`: the transition is logged and counted on time, not when the next request (or
     /// scrape) happens to come. One task per upstream, asleep while the circuit is closed; the

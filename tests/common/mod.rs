@@ -137,6 +137,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub upstreams: Vec<stratix_gateway::upstream::Upstream>,
+    /// Applies a new configuration (what SIGHUP does in the binary).
+    pub reloader: Arc<stratix_gateway::app::Reloader>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -151,7 +153,8 @@ impl Gateway {
             .await
             .expect("bind gateway");
         let (addr, admin) = (server.public_addr(), server.admin_addr());
-        let upstreams = server.public_handler().upstreams().to_vec();
+        let upstreams = server.public_handler().upstreams();
+        let reloader = server.public_handler().reloader();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
@@ -160,6 +163,7 @@ impl Gateway {
             addr,
             admin,
             upstreams,
+            reloader,
             stop: Some(stop),
             task,
         }
@@ -177,6 +181,17 @@ impl Gateway {
     /// The endpoints an upstream would pick from now, as `ip:port` strings.
     pub fn eligible(&self, upstream: &str) -> Vec<String> {
         addrs(&self.snapshot(upstream).eligible)
+    }
+
+    /// [`Gateway::eligible`] of the upstream serving now (after a reload, the new one).
+    pub fn eligible_now(&self, upstream: &str) -> Vec<String> {
+        let u = self
+            .reloader
+            .upstreams()
+            .into_iter()
+            .find(|u| &**u.name() == upstream)
+            .expect("upstream");
+        addrs(&u.state().snapshot().eligible)
     }
 
     /// Every endpoint an upstream knows of, eligible or not.
