@@ -42,6 +42,33 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: std::net::SocketAddr,
     },
+    /// Rehearse failure scenarios against the configuration before deploying it: the
+    /// upstream's real breaker, retries, hedging, balancing, ejection and health checks, run on
+    /// a paused clock over simulated tasks (seconds for a ten-minute scenario, the same result
+    /// for the same seed). Prints a table per second and a summary line.
+    Lab {
+        /// Scenario files (TOML, see `lab/`); with several, one summary line each.
+        #[arg(long, required = true, num_args = 1..)]
+        scenario: Vec<PathBuf>,
+        /// The upstream to rehearse (default: the only one, else app-icalink).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Compare these configurations side by side (instead of --config).
+        #[arg(long, num_args = 2..)]
+        compare: Vec<PathBuf>,
+        /// Seed of every random choice (default: the scenario's `seed`, else 1).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Draw the run (one config, one scenario) as SVG.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Write the runs as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Print the runs as a Markdown table (scenarios by configurations) instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// GET the gateway's own /health; exit 0 on 200 (the Docker HEALTHCHECK). Without --url,
     /// the public listener of the configuration (the same file and `GATEWAY_*` variables the
     /// gateway reads), on loopback when it listens on all addresses.
@@ -58,6 +85,27 @@ pub fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config(&cli.config),
         Some(Command::Demo { listen, admin }) => demo(listen, admin),
+        Some(Command::Lab {
+            scenario,
+            upstream,
+            compare,
+            seed,
+            svg,
+            json,
+            markdown,
+        }) => {
+            let configs = if compare.is_empty() {
+                vec![cli.config]
+            } else {
+                compare
+            };
+            let out = LabOutput {
+                svg,
+                json,
+                markdown,
+            };
+            lab(&configs, &scenario, upstream.as_deref(), seed, out)
+        }
         Some(Command::Healthcheck { url, timeout }) => {
             let url = match url {
                 Some(url) => url,
@@ -177,6 +225,76 @@ fn demo(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where `lab` writes besides its table.
+struct LabOutput {
+    svg: Option<PathBuf>,
+    json: Option<PathBuf>,
+    markdown: bool,
+}
+
+fn lab(
+    configs: &[PathBuf],
+    scenarios: &[PathBuf],
+    upstream: Option<&str>,
+    seed: Option<u64>,
+    out: LabOutput,
+) -> ExitCode {
+    let LabOutput {
+        svg,
+        json,
+        markdown,
+    } = out;
+    let single = configs.len() == 1 && scenarios.len() == 1;
+    if svg.is_some() && !single {
+        eprintln!("error: --svg draws one run: one configuration, one scenario");
+        return ExitCode::from(2);
+    }
+    let runs = match crate::lab::run_all(configs, scenarios, upstream, seed) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if markdown {
+        print!("{}", crate::lab::compare_markdown(&runs));
+    } else if let [report] = &runs[..] {
+        print!("{}", report.table());
+    } else {
+        print!("{}", crate::lab::compare_text(&runs));
+    }
+    let write = |path: &PathBuf, text: String| match std::fs::write(path, text) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            false
+        }
+    };
+    if let (Some(path), [report]) = (&svg, &runs[..])
+        && !write(path, crate::lab::svg::render(report))
+    {
+        return ExitCode::FAILURE;
+    }
+    if let Some(path) = &json {
+        let text = match &runs[..] {
+            [one] => serde_json::to_string_pretty(one),
+            all => serde_json::to_string_pretty(all),
+        };
+        match text {
+            Ok(text) => {
+                if !write(path, text) {
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: cannot render JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// A single-threaded runtime for the main thread; `None` (and why, on stderr after `who`) if

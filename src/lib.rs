@@ -14,7 +14,8 @@
 //! 5. [`proxy`] (a request through a route to an upstream) and [`server`] (listeners,
 //!    connections, draining): siblings, neither imports the other;
 //! 6. [`admin`] (`/status`, `/metrics`), [`app`] (composition: the only place that wires the
-//!    proxy into the listeners), [`demo`] (the gateway over demo tasks), [`cli`].
+//!    proxy into the listeners), [`demo`] (the gateway over demo tasks), [`lab`] (failure
+//!    scenarios through an upstream's policy code on a paused clock), [`cli`].
 //!
 //! A request's way through them: `server` reads it into a [`body::ClientBody`], `app`'s
 //! handler hands it to `proxy`, which routes it and sends it through the `upstream` stack, and
@@ -33,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http1;
+pub mod lab;
 pub mod path;
 pub mod proxy;
 pub mod reply;

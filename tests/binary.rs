@@ -574,6 +574,70 @@ async fn sighup_reloads_the_config_and_refuses_an_invalid_one() {
     assert!(exit.success());
 }
 
+/// `lab` as an operator runs it: the table and summary on stdout, the SVG and JSON written;
+/// a broken scenario named with its mistake, exit 2.
+#[test]
+fn the_lab_command_prints_draws_and_refuses_bad_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svg, json) = (dir.path().join("run.svg"), dir.path().join("run.json"));
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--config",
+            "stack/gateway.toml",
+            "lab",
+            "--scenario",
+            "lab/one-task-500.toml",
+        ])
+        .arg("--svg")
+        .arg(&svg)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().next().unwrap().contains("breaker"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("lab: 5000 requests, "),
+        "{stdout}"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["summary"]["requests"], 5000);
+    assert_eq!(report["seconds"].as_array().unwrap().len(), 100);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "duration = \"10s\"\nrate = 5\ntasks = [\"t1\"]\nlatency = \"soon\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", "stack/gateway.toml", "lab", "--scenario"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("latency"),
+        "{stderr}"
+    );
+}
+
 fn run_sync(args: &[&str], config: &Path) -> std::process::Output {
     std::process::Command::new(BIN)
         .args(args)

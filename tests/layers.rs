@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["upstream"],
     // Siblings: neither may import the other (checked below).
     &["proxy", "server"],
-    &["admin", "app", "demo", "cli"],
+    &["admin", "app", "demo", "lab", "cli"],
 ];
 
 /// Same-layer pairs that must never depend on each other in either direction.

@@ -1,8 +1,10 @@
 //! The per-upstream task set the retry layer sends attempts to ([`Tasks`]): pick a task with
-//! power-of-two-choices over the eligible set, send an attempt over the pooled client, and
-//! report its outcome to passive health and the load estimate.
+//! power-of-two-choices over the eligible set, send an attempt over a [`Transport`] (the pooled
+//! client; in the breaker lab, simulated tasks), and report its outcome to passive health and
+//! the load estimate.
 
 use std::borrow::BorrowMut;
+use std::future::Future;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -57,19 +59,45 @@ pub fn is_failure_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
-#[derive(Debug)]
-pub struct Balance {
-    shared: Arc<Shared>,
-    client: Client,
+/// How an attempt reaches a task. Why a trait: the breaker lab runs this same balancer (and
+/// the retry and breaker layers above it) over simulated tasks on a paused clock, with nothing
+/// listening on a socket. Generic, not boxed: the proxy's balancer is `Balance<Client>`,
+/// compiled as if the client were named directly.
+pub trait Transport: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        endpoint: &'a Arc<Endpoint>,
+        head: &'a Parts,
+        body: &'a mut RequestBody,
+        fields: Option<&'a Added>,
+    ) -> impl Future<Output = Result<Response<PooledBody>, ClientError>> + Send + 'a;
 }
 
-impl Balance {
-    pub fn new(shared: Arc<Shared>, client: Client) -> Self {
-        Self { shared, client }
+impl Transport for Client {
+    fn send<'a>(
+        &'a self,
+        endpoint: &'a Arc<Endpoint>,
+        head: &'a Parts,
+        body: &'a mut RequestBody,
+        fields: Option<&'a Added>,
+    ) -> impl Future<Output = Result<Response<PooledBody>, ClientError>> + Send + 'a {
+        Client::send(self, endpoint, head, body, fields)
     }
 }
 
-impl Tasks for Balance {
+#[derive(Debug)]
+pub struct Balance<T = Client> {
+    shared: Arc<Shared>,
+    transport: T,
+}
+
+impl<T: Transport> Balance<T> {
+    pub fn new(shared: Arc<Shared>, transport: T) -> Self {
+        Self { shared, transport }
+    }
+}
+
+impl<T: Transport> Tasks for Balance<T> {
     type Task = Arc<Endpoint>;
 
     // Never waits for a task to appear: with no eligible task the exchange fails at once
@@ -109,7 +137,7 @@ impl Tasks for Balance {
     {
         let in_flight = InFlight::start(&endpoint, clock::now());
         let result = self
-            .client
+            .transport
             .send(&endpoint, head, body.borrow_mut(), fields)
             .await
             .map_err(|source| client_error(&endpoint, source));
@@ -147,7 +175,7 @@ impl Tasks for Balance {
     }
 }
 
-impl Balance {
+impl<T> Balance<T> {
     /// Passive health: a run of failures asks the controller to eject the task.
     fn record(&self, endpoint: &Endpoint, success: bool) {
         if endpoint.record_outcome(success, self.shared.outlier_threshold()) {

@@ -286,16 +286,35 @@ impl Breaker {
         if !self.cfg.enabled || self.state != State::Open || now < self.open_until {
             return None;
         }
-        self.stats.time_open += self.open_until.saturating_duration_since(self.open_since);
+        Some(self.half_open(now, "reset timeout elapsed"))
+    }
+
+    /// Open -> half-open at `now` (its open time counted up to the reset time at most).
+    fn half_open(&mut self, now: Instant, reason: &str) -> Transition {
+        self.stats.time_open += now
+            .min(self.open_until)
+            .saturating_duration_since(self.open_since);
         self.state = State::HalfOpen;
         self.trials_in_flight = 0;
         self.trial_successes = 0;
-        Some(Transition {
+        Transition {
             from: State::Open,
             to: State::HalfOpen,
-            reason: "reset timeout elapsed".to_owned(),
+            reason: reason.to_owned(),
             reset_after: None,
-        })
+        }
+    }
+
+    /// Evidence that the upstream may be back (a task passed its health check again): an
+    /// open circuit lets its trial through now instead of at its reset time. Why: the reset
+    /// time doubles with each failed trial, and a backend that returns a second after a
+    /// failed trial would otherwise stay refused for up to `max_reset_timeout`. A forced state
+    /// holds; if the trial fails, the circuit re-opens as after any failed trial.
+    pub fn early_trial(&mut self, now: Instant) -> Option<Transition> {
+        if self.forced.is_some() || !self.cfg.enabled || self.state != State::Open {
+            return None;
+        }
+        Some(self.half_open(now, "a task passed its health check again"))
     }
 
     /// Time until an open circuit lets a trial through (zero unless open).
@@ -551,6 +570,31 @@ mod tests {
         let mut b = Breaker::new(cfg(), now);
         let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
         assert_eq!(b.stats(now + reset * 3).time_open, reset);
+    }
+
+    /// A task back on its health check ends the wait for the reset time, once: a failed trial
+    /// re-opens with the doubled time, and nothing but another recovery shortens that.
+    #[tokio::test(start_paused = true)]
+    async fn a_recovered_task_brings_the_trial_forward() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        let reset = fail(&mut b, 5, now).unwrap().reset_after.unwrap();
+        let soon = now + reset / 4;
+        let t = b.early_trial(soon).expect("half-open now");
+        assert_eq!((t.from, t.to), (State::Open, State::HalfOpen));
+        assert_eq!(b.stats(soon).time_open, reset / 4);
+        assert_eq!(
+            b.early_trial(soon),
+            None,
+            "not open: nothing to bring forward"
+        );
+        assert_eq!(b.admit(soon).0, Admission::Allowed { trial: true });
+        let t = b.record(Outcome::Failure, true, soon).expect("re-opened");
+        assert_eq!(t.to, State::Open);
+        assert!(t.reset_after.unwrap() > Duration::from_secs(15), "doubled");
+        let mut forced = Breaker::new(cfg(), now);
+        forced.force(Forced::Open, None, now);
+        assert_eq!(forced.early_trial(now), None, "a forced state holds");
     }
 
     /// A reload's new settings keep the breaker's state: an open circuit stays open until the

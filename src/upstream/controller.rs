@@ -16,8 +16,9 @@ use super::discovery::{Resolution, Resolve, diff};
 use super::endpoint::Endpoint;
 use super::health::{HealthState, Probe, jittered};
 use super::outlier;
+use super::protect::BreakerHandle;
 use super::shared::{DiscoveryStatus, Event, Shared, Snapshot};
-use crate::config::{HealthConfig, OutlierConfig};
+use crate::config::{DiscoveryConfig, HealthConfig, OutlierConfig, UpstreamConfig};
 use crate::telemetry::metrics::UpstreamMetrics;
 
 #[derive(Debug)]
@@ -43,6 +44,30 @@ pub struct Settings {
     pub metrics: Arc<UpstreamMetrics>,
     /// Idle upstream connections are closed after this long.
     pub pool_idle_timeout: Duration,
+    /// Told when a task passes its health check again, so that an open circuit tries the
+    /// upstream now rather than at its reset time.
+    pub breaker: Option<Arc<BreakerHandle>>,
+}
+
+impl Settings {
+    /// An upstream's controller settings from its definition (the proxy's and the lab's).
+    pub fn of(
+        name: Arc<str>,
+        cfg: &UpstreamConfig,
+        discovery: &DiscoveryConfig,
+        metrics: Arc<UpstreamMetrics>,
+        breaker: Arc<BreakerHandle>,
+    ) -> Self {
+        Self {
+            name,
+            refresh: discovery.refresh,
+            health: cfg.health.clone(),
+            outlier: cfg.outlier.clone(),
+            metrics,
+            pool_idle_timeout: cfg.pool_idle_timeout,
+            breaker: Some(breaker),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -58,6 +83,8 @@ pub struct Controller<R, P> {
     ready: watch::Sender<bool>,
     resolved_once: bool,
     cancel: CancellationToken,
+    /// Publishing every task because none passes its health check (see `publish`).
+    panic: bool,
 }
 
 /// What the owner of an upstream holds: the shared state, a readiness signal, and the guard
@@ -107,6 +134,7 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
             ready,
             resolved_once: false,
             cancel: cancel.clone(),
+            panic: false,
         };
         if controller.resolver.is_none() {
             controller.apply_found(&initial, crate::clock::now());
@@ -287,6 +315,9 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
             (Some(true), _) => {
                 entry.endpoint.set_healthy(true);
                 tracing::info!(upstream = %self.settings.name, endpoint = %key, "endpoint healthy");
+                if let Some(b) = &self.settings.breaker {
+                    b.task_recovered();
+                }
             }
             (Some(false), Err(error)) => {
                 entry.endpoint.set_healthy(false);
@@ -366,17 +397,46 @@ impl<R: Resolve, P: Probe> Controller<R, P> {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let all: Vec<Arc<Endpoint>> = self.entries.values().map(|e| e.endpoint.clone()).collect();
-        let eligible = self
+        let mut eligible: Vec<Arc<Endpoint>> = self
             .entries
             .values()
             .filter(|e| e.health.is_healthy() && e.ejected_until.is_none())
             .map(|e| e.endpoint.clone())
             .collect();
-        self.shared
-            .snapshot
-            .store(Arc::new(Snapshot { eligible, all }));
+        // Panic routing (Envoy's panic threshold, at zero): when no task passes its health
+        // check, the check is likelier wrong than every task dead (a slow database makes
+        // every /health slower than its timeout while the answers still come), so traffic
+        // goes to every task not ejected, and the answers judge them (ejection, the breaker)
+        // instead of every request being refused with 503.
+        let panic = eligible.is_empty() && self.settings.health.is_some();
+        if panic {
+            eligible = self
+                .entries
+                .values()
+                .filter(|e| e.ejected_until.is_none())
+                .map(|e| e.endpoint.clone())
+                .collect();
+        }
+        let panic = panic && !eligible.is_empty();
+        if panic != self.panic {
+            self.panic = panic;
+            if panic {
+                tracing::warn!(
+                    upstream = %self.settings.name,
+                    tasks = eligible.len(),
+                    "no task passes its health check: sending traffic to every task not ejected until one does (panic routing)"
+                );
+            } else {
+                tracing::info!(upstream = %self.settings.name, "a task passes its health check again: panic routing ended");
+            }
+        }
+        self.shared.snapshot.store(Arc::new(Snapshot {
+            eligible,
+            all,
+            panic,
+        }));
     }
 
     /// Ready once discovery has answered and every endpoint has been probed once, so a
@@ -481,6 +541,7 @@ mod tests {
             },
             metrics: crate::telemetry::metrics::detached_upstream_metrics("app-icalink"),
             pool_idle_timeout: Duration::from_secs(4),
+            breaker: None,
         }
     }
 
@@ -566,6 +627,36 @@ mod tests {
             eligible(&h.shared),
             [A, B],
             "one passing probe brings it back"
+        );
+    }
+
+    /// Every task failing its probes is likelier a wrong probe (a slow database) than every
+    /// task dead: all of them take traffic until one passes again. (That an open circuit hears
+    /// of the first to pass is `tests/lab.rs`'s full outage.)
+    #[tokio::test(start_paused = true)]
+    async fn when_no_task_passes_its_probes_every_task_takes_traffic() {
+        let dns = FakeDns::default();
+        dns.set(found(&[A, B]));
+        let probe = FakeProbe::default();
+        let mut h = Controller::spawn(settings(Some(health())), Some(dns), vec![], probe.clone());
+        h.ready.changed().await.unwrap();
+        assert!(!h.shared.snapshot().panic);
+
+        probe.set_up(A, false);
+        probe.set_up(B, false);
+        advance(Duration::from_secs(11)).await;
+        let snapshot = h.shared.snapshot();
+        assert!(snapshot.all.iter().all(|e| !e.is_healthy()), "both failing");
+        assert!(snapshot.panic);
+        assert_eq!(eligible(&h.shared), [A, B], "yet both take traffic");
+
+        probe.set_up(B, true);
+        advance(Duration::from_secs(6)).await;
+        assert!(!h.shared.snapshot().panic);
+        assert_eq!(
+            eligible(&h.shared),
+            [B],
+            "only the passing one, once there is one"
         );
     }
 

@@ -27,7 +27,7 @@ use http::uri::Authority;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use self::balance::Balance;
+use self::balance::{Balance, Transport};
 use self::controller::{Controller, Settings};
 use self::discovery::DnsResolve;
 use self::health::HttpProbe;
@@ -190,12 +190,12 @@ impl Upstream {
         metrics: Arc<UpstreamMetrics>,
     ) -> Result<Self, BuildError> {
         let name: Arc<str> = name.into();
-        let endpoints = Arc::new(EndpointSet::start(&name, cfg, discovery, metrics.clone())?);
         let handle = Arc::new(BreakerHandle::new(
             name.clone(),
             cfg.breaker.clone(),
-            metrics,
+            metrics.clone(),
         ));
+        let endpoints = Arc::new(EndpointSet::start(&name, cfg, discovery, metrics, &handle)?);
         let clock = CancellationToken::new();
         tokio::spawn(handle.clone().run_clock(clock.clone()));
         let breaker = Arc::new(Breaker {
@@ -218,19 +218,35 @@ impl Upstream {
         if old == cfg && old_discovery == discovery {
             return Ok((self.clone(), Kept::Everything));
         }
-        let same_tasks = old.endpoints == cfg.endpoints
-            && old.host == cfg.host
-            && old.port == cfg.port
-            && old.health == cfg.health
-            && old.outlier == cfg.outlier
-            && old.pool_idle_timeout == cfg.pool_idle_timeout
+        // Every field named, so that a new one must be placed on one side or the other:
+        // the controller's (the tasks) or the stack's (rebuilt on every change).
+        let UpstreamConfig {
+            endpoints,
+            host,
+            port,
+            pool_idle_timeout,
+            health,
+            outlier,
+            connect_timeout: _,
+            breaker: _,
+            retry: _,
+        } = cfg;
+        let same_tasks = old.endpoints == *endpoints
+            && old.host == *host
+            && old.port == *port
+            && old.health == *health
+            && old.outlier == *outlier
+            && old.pool_idle_timeout == *pool_idle_timeout
             && old_discovery == discovery;
         let (endpoints, kept) = if same_tasks {
             (self.endpoints.clone(), Kept::TasksAndBreaker)
         } else {
             let metrics = self.metrics().clone();
+            let breaker = &self.breaker.handle;
             (
-                Arc::new(EndpointSet::start(&self.name, cfg, discovery, metrics)?),
+                Arc::new(EndpointSet::start(
+                    &self.name, cfg, discovery, metrics, breaker,
+                )?),
                 Kept::Breaker,
             )
         };
@@ -260,25 +276,13 @@ impl Upstream {
         endpoints: Arc<EndpointSet>,
         breaker: Arc<Breaker>,
     ) -> Self {
-        let metrics = endpoints.shared.metrics().clone();
-        let policy = Policy {
-            name: name.clone(),
-            max_retries: cfg.retry.max_retries,
-            per_try_timeout: cfg.per_try_timeout(),
-            retry_statuses: cfg.retry.retry_statuses.clone(),
-            backoff: cfg.retry.backoff,
-            budget: Budget::new(&cfg.retry, crate::clock::now()),
-            metrics,
-        };
-        // Outside in: one breaker decision and one deadline per exchange; retries within it;
-        // each attempt balanced over the eligible tasks.
-        let stack = tower::ServiceBuilder::new()
-            .layer(ProtectLayer::new(breaker.handle.clone(), &cfg.breaker))
-            .layer(RetryLayer::new(policy))
-            .service(Balance::new(
-                endpoints.shared.clone(),
-                client::Client::new(cfg),
-            ));
+        let stack = stack(
+            &name,
+            cfg,
+            breaker.handle.clone(),
+            endpoints.shared.clone(),
+            client::Client::new(cfg),
+        );
         Self {
             name,
             service: Arc::new(stack),
@@ -327,6 +331,33 @@ impl Upstream {
     }
 }
 
+/// An upstream's service stack over `shared`'s tasks, reached through `transport`: what
+/// every request to the upstream goes through, and what the breaker lab drives over simulated
+/// tasks.
+pub fn stack<T: Transport>(
+    name: &Arc<str>,
+    cfg: &UpstreamConfig,
+    breaker: Arc<BreakerHandle>,
+    shared: Arc<Shared>,
+    transport: T,
+) -> Protect<Retry<Balance<T>>> {
+    let policy = Policy {
+        name: name.clone(),
+        max_retries: cfg.retry.max_retries,
+        per_try_timeout: cfg.per_try_timeout(),
+        retry_statuses: cfg.retry.retry_statuses.clone(),
+        backoff: cfg.retry.backoff,
+        budget: Budget::new(&cfg.retry, crate::clock::now()),
+        metrics: shared.metrics().clone(),
+    };
+    // Outside in: one breaker decision and one deadline per exchange; retries within it;
+    // each attempt balanced over the eligible tasks.
+    tower::ServiceBuilder::new()
+        .layer(ProtectLayer::new(breaker, &cfg.breaker))
+        .layer(RetryLayer::new(policy))
+        .service(Balance::new(shared, transport))
+}
+
 impl EndpointSet {
     /// Starts a controller over the definition's tasks (needs a Tokio runtime).
     fn start(
@@ -334,6 +365,7 @@ impl EndpointSet {
         cfg: &UpstreamConfig,
         discovery: &DiscoveryConfig,
         metrics: Arc<UpstreamMetrics>,
+        breaker: &Arc<BreakerHandle>,
     ) -> Result<Self, BuildError> {
         let err = |message: String| BuildError {
             name: name.to_string(),
@@ -352,14 +384,7 @@ impl EndpointSet {
         // Without [health] the probe is never run; it still needs a value of its type.
         let probe =
             HttpProbe::new(cfg.health.as_ref().unwrap_or(&HealthConfig::default())).map_err(err)?;
-        let settings = Settings {
-            name: name.clone(),
-            refresh: discovery.refresh,
-            health: cfg.health.clone(),
-            outlier: cfg.outlier.clone(),
-            metrics,
-            pool_idle_timeout: cfg.pool_idle_timeout,
-        };
+        let settings = Settings::of(name.clone(), cfg, discovery, metrics, breaker.clone());
         let handle = Controller::spawn(settings, resolver, initial, probe);
         Ok(Self {
             shared: handle.shared,

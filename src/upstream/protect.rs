@@ -142,6 +142,23 @@ impl BreakerHandle {
         self.status()
     }
 
+    /// A task of this upstream passed its health check again (see `Breaker::early_trial`).
+    pub fn task_recovered(&self) {
+        let transition = {
+            let Ok(mut b) = self.breaker.lock() else {
+                return;
+            };
+            let t = b.early_trial(clock::now());
+            self.mirror(&b);
+            t
+        };
+        if let Some(t) = transition {
+            self.log(&t);
+            // Its clock has no reset time to wait for any more.
+            self.opened.notify_one();
+        }
+    }
+
     /// Applies a reload's settings to the running breaker (see [`Breaker::reconfigure`]).
     pub fn reconfigure(&self, cfg: BreakerConfig) {
         let transition = {

@@ -16,6 +16,8 @@ use crate::telemetry::metrics::UpstreamMetrics;
 pub struct Snapshot {
     pub eligible: Vec<Arc<Endpoint>>,
     pub all: Vec<Arc<Endpoint>>,
+    /// No task passes its health check: `eligible` is every task not ejected.
+    pub panic: bool,
 }
 
 /// Where the endpoints come from and how the last resolution went.
