@@ -1,8 +1,19 @@
 //! The breaker lab over the shipped scenarios (`lab/`) and configurations (`stack/gateway.toml`,
-//! the old gateway's in `lab/old/`): what each does to clients, pinned qualitatively.
+//! the old gateway's in `lab/old/`): what each does to clients, pinned qualitatively; and one
+//! scenario played by both the lab and the real gateway, which must agree.
+#![allow(clippy::disallowed_methods)] // the clock rule is for the gateway's request path
 
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use common::dns::TestDns;
+use http::{Response, StatusCode};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use stratix_gateway::lab::report::Report;
 use stratix_gateway::lab::scenario::Scenario;
 use stratix_gateway::lab::{self, LabConfig};
@@ -163,4 +174,202 @@ fn the_readme_svg_is_current() {
         "lab/full-outage.svg is out of date: stratix-gateway --config stack/gateway.toml lab \
          --scenario lab/full-outage.toml --svg lab/full-outage.svg"
     );
+}
+
+/// The scenario the lab and the real gateway both play: one task answers 500 for two seconds,
+/// then every task answers 503 for two, then all recover.
+const CROSS_CHECK: &str = r#"
+duration = "8s"
+rate = 40
+tasks = ["t1", "t2", "t3"]
+latency = "10ms"
+
+[[events]]
+at = "1s"
+task = "t2"
+status = 500
+[[events]]
+at = "3s"
+task = "t1"
+status = 503
+[[events]]
+at = "3s"
+task = "t2"
+status = 503
+[[events]]
+at = "3s"
+task = "t3"
+status = 503
+[[events]]
+at = "5s"
+task = "t1"
+ok = true
+[[events]]
+at = "5s"
+task = "t2"
+ok = true
+[[events]]
+at = "5s"
+task = "t3"
+ok = true
+"#;
+
+/// The gateway config both play it with (the lab ignores where DNS is: its tasks are its own).
+fn cross_check_config(dns: SocketAddr, port: u16) -> String {
+    format!(
+        r#"
+[server]
+shutdown_drain = "0s"
+
+[discovery]
+nameservers = ["{dns}"]
+refresh = "200ms"
+timeout = "500ms"
+
+[upstreams.app-icalink]
+host = "tasks.app-icalink"
+port = {port}
+
+[upstreams.app-icalink.health]
+path = "/health"
+interval = "500ms"
+timeout = "300ms"
+unhealthy_threshold = 2
+healthy_threshold = 1
+
+[upstreams.app-icalink.outlier]
+consecutive_failures = 3
+base_ejection = "2s"
+
+[upstreams.app-icalink.breaker]
+threshold = 5
+failure_rate = 0.0
+timeout = "2s"
+reset_timeout = "1s"
+max_reset_timeout = "2s"
+
+[upstreams.app-icalink.retry]
+max_retries = 2
+per_try_timeout = "1s"
+
+[[routes]]
+prefix = "/api/icalink/"
+upstream = "app-icalink"
+"#
+    )
+}
+
+/// A scripted task on loopback: answers with its status after its latency (its /health too).
+async fn scripted_task(ip: Ipv4Addr, port: u16, status: Arc<Mutex<u16>>) -> u16 {
+    let listener = tokio::net::TcpListener::bind((ip, port)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let status = status.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req| {
+                    let status = *status.lock().unwrap();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let mut resp = Response::new(common::full("{}"));
+                        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// The lab cannot drift from the proxy: one scenario played by the lab (virtual time) and by
+/// the real gateway over scripted tasks on loopback (real time, 8 s) ends with the same number
+/// of circuit openings and nearly the same number of failed requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_and_the_real_gateway_agree_on_a_scenario() {
+    let scenario = Scenario::parse("cross-check.toml", CROSS_CHECK).unwrap();
+    let ips = [2, 3, 4].map(|i| Ipv4Addr::new(127, 0, 0, i));
+    let statuses: Vec<_> = ips.iter().map(|_| Arc::new(Mutex::new(200u16))).collect();
+    let mut port = 0;
+    for (ip, status) in ips.iter().zip(&statuses) {
+        port = scripted_task(*ip, port, status.clone()).await;
+    }
+    let dns = TestDns::start().await;
+    dns.set("tasks.app-icalink", &ips);
+    let toml = cross_check_config(dns.addr, port);
+
+    let lab_config = LabConfig::parse("cross-check-gateway.toml", &toml).unwrap();
+    let simulated = tokio::task::spawn_blocking({
+        let scenario = scenario.clone();
+        move || lab::run(&lab_config, None, &scenario, 1).unwrap()
+    })
+    .await
+    .unwrap();
+
+    let gw = common::Gateway::start(&toml).await;
+    let start = tokio::time::Instant::now();
+    let timeline = scenario.timeline();
+    let events = {
+        let statuses = statuses.clone();
+        tokio::spawn(async move {
+            for (at, change) in timeline {
+                tokio::time::sleep_until(start + at).await;
+                if let stratix_gateway::lab::scenario::Change::Task(name, change) = change {
+                    let i: usize = name[1..].parse::<usize>().unwrap() - 1;
+                    *statuses[i].lock().unwrap() = match change {
+                        stratix_gateway::lab::scenario::TaskChange::Status(s) => s,
+                        _ => 200,
+                    };
+                }
+            }
+        })
+    };
+    let n = (scenario.duration.as_secs_f64() * scenario.rate) as u64;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..n {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / scenario.rate)).await;
+        let url = gw.url("/api/icalink/x");
+        requests.spawn(async move {
+            match common::client().get(url).await {
+                Ok(resp) => resp.status().is_success(),
+                Err(_) => false,
+            }
+        });
+    }
+    let real_failed = requests
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|ok| !ok)
+        .count() as u64;
+    events.await.unwrap();
+    let metrics = common::admin_metrics(&gw).await;
+    let real_openings = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gateway_circuit_transitions_total{")
+                && l.contains("from=\"closed\"")
+                && l.contains("to=\"open\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64;
+    eprintln!(
+        "measured: lab {} failed, {} openings; real gateway {real_failed} failed, {real_openings} openings",
+        simulated.summary.failed, simulated.summary.openings
+    );
+    assert_eq!(simulated.summary.openings, 1, "{}", simulated.table());
+    assert_eq!(real_openings, simulated.summary.openings);
+    // Two seconds of outage at 40/s, plus the recovery: ~80-120 failures. Real time adds the
+    // scheduling of this machine to every edge; a tenth of that, or 10, is the tolerance.
+    let lab_failed = simulated.summary.failed;
+    let tolerance = (lab_failed / 10).max(10);
+    assert!(
+        real_failed.abs_diff(lab_failed) <= tolerance,
+        "lab {lab_failed} vs real {real_failed} (tolerance {tolerance})\n{}",
+        simulated.table()
+    );
+    gw.stop().await;
 }

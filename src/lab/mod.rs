@@ -341,14 +341,21 @@ async fn simulate(
     };
     let n = (scenario.duration.as_secs_f64() * scenario.rate).floor() as u64;
     let mut requests = JoinSet::new();
+    let mut outcomes = Vec::with_capacity(usize::try_from(n).unwrap_or_default());
     for i in 0..n {
         let at = start + Duration::from_secs_f64(i as f64 / scenario.rate);
         tokio::time::sleep_until(at).await;
         let method = scenario.method_for(fastrand::f64());
         let stack = stack.clone();
         requests.spawn(async move { one_request(&*stack, method, at, start).await });
+        // A finished task keeps its memory until joined: collect as they finish.
+        while let Some(done) = requests.try_join_next() {
+            outcomes.extend(done.ok());
+        }
     }
-    let outcomes = requests.join_all().await;
+    while let Some(done) = requests.join_next().await {
+        outcomes.extend(done.ok());
+    }
     let samples = sampler.await.unwrap_or_default();
     events.abort();
     stop.cancel();
