@@ -50,6 +50,11 @@ fn one_failing_task_costs_next_to_nothing_and_opens_nothing() {
     let r = run(SHIPPED, "lab/one-task-500.toml");
     assert_eq!(r.summary.openings, 0, "{}", r.summary_line());
     assert!(r.summary.failed <= 5, "{}", r.summary_line());
+    let task_errors: u64 = r.seconds.iter().map(|s| s.task_error).sum();
+    assert_eq!(
+        task_errors, r.summary.failed,
+        "only the task's own 500s, passed on"
+    );
     let old = run(OLD_5_3_10, "lab/one-task-500.toml");
     assert!(old.summary.failed > 900, "{}", old.summary_line());
 }
@@ -114,14 +119,35 @@ fn a_rolling_update_fails_nobody() {
     let r = run(SHIPPED, "lab/rolling-update.toml");
     assert_eq!(r.summary.failed, 0, "{}", r.summary_line());
     assert!(r.summary.retries > 0, "the refusals were retried");
+    assert!(
+        r.summary.p99_ms.is_some_and(|p| p < 100.0),
+        "the slow new tasks were balanced around: {}",
+        r.summary_line()
+    );
     let old = run(OLD_5_3_10, "lab/rolling-update.toml");
-    assert!(old.summary.failed > 0, "{}", old.summary_line());
+    assert!(
+        old.summary.p99_ms.is_some_and(|p| p >= 2000.0),
+        "round-robin over the VIP sent a third to each slow new task: {}",
+        old.summary_line()
+    );
+}
+
+/// A task that hangs gives no error to eject it by: the shipped config's balancer avoids it
+/// once requests pile up on it, and the GETs already stuck there are hedged at the per-try
+/// timeout. The old gateway's VIP kept sending it a third of the requests.
+#[test]
+fn a_hung_task_fails_nobody() {
+    let r = run(SHIPPED, "lab/one-task-hangs.toml");
+    assert_eq!(r.summary.failed, 0, "{}", r.summary_line());
+    assert!(r.summary.hedges > 0, "{}", r.summary_line());
+    let old = run(OLD_5_3_10, "lab/one-task-hangs.toml");
+    assert!(old.summary.failed > 600, "{}", old.summary_line());
 }
 
 #[test]
 fn the_lab_reads_its_own_table_and_leaves_out_secrets() {
     let c = LabConfig::load(Path::new(OLD_5_3_10)).unwrap();
-    assert!(c.lab.resolve_per_request);
+    assert!(c.lab.resolve_per_request && c.lab.vip);
     let shipped = LabConfig::load(Path::new(SHIPPED)).unwrap();
     assert!(!shipped.lab.resolve_per_request);
     assert!(shipped.config.auth.is_none(), "secrets are not the lab's");

@@ -51,6 +51,11 @@ pub struct LabSettings {
     /// DNS outage nothing connects, whatever the tasks do.
     #[serde(default)]
     pub resolve_per_request: bool,
+    /// The gateway reached the service's virtual IP (the old one did): Swarm spreads its
+    /// requests over the tasks round-robin, blind to their load, and the gateway, knowing one
+    /// address, can neither balance nor eject.
+    #[serde(default)]
+    pub vip: bool,
 }
 
 /// A gateway configuration as the lab reads it.
@@ -251,8 +256,12 @@ pub fn compare_markdown(runs: &[Report]) -> String {
                 .map_or("-".to_owned(), |r| {
                     let s = &r.summary;
                     format!(
-                        "{} failed ({} %), opened {}, open {} s",
-                        s.failed, s.failed_percent, s.openings, s.open_seconds
+                        "{} failed ({} %), opened {}, open {} s, p99 {} ms",
+                        s.failed,
+                        s.failed_percent,
+                        s.openings,
+                        s.open_seconds,
+                        s.p99_ms.map_or("-".to_owned(), |v| format!("{v:.0}"))
                     )
                 });
             out.push_str(&format!(" {cell} |"));
@@ -274,7 +283,7 @@ async fn simulate(
     fastrand::seed(seed);
     let metrics = Metrics::new();
     let series = metrics.upstream(name);
-    let world = World::new(scenario, lab.lab.resolve_per_request);
+    let world = World::new(scenario, lab.lab.resolve_per_request, lab.lab.vip);
     let name: Arc<str> = name.into();
     let probe = SimProbe {
         world: world.clone(),

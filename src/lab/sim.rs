@@ -44,7 +44,14 @@ pub struct World {
     /// The old gateway's DNS: it resolved the service on every request, so during a DNS
     /// outage every request failed to connect (ENOTFOUND) whatever the tasks did.
     resolve_per_request: bool,
+    /// Reached through the service's virtual IP ([`VIP`]): Swarm's IPVS spreads requests over
+    /// the tasks DNS lists, round-robin and blind to their load.
+    vip: bool,
+    next: std::sync::atomic::AtomicUsize,
 }
+
+/// The one address a gateway reaching the service's virtual IP knows.
+pub const VIP: &str = "service-vip";
 
 #[derive(Debug)]
 struct State {
@@ -55,7 +62,7 @@ struct State {
 }
 
 impl World {
-    pub fn new(scenario: &Scenario, resolve_per_request: bool) -> Arc<Self> {
+    pub fn new(scenario: &Scenario, resolve_per_request: bool, vip: bool) -> Arc<Self> {
         let ok = Behaviour::Answer {
             status: 200,
             latency: scenario.latency,
@@ -73,6 +80,8 @@ impl World {
                 latency: scenario.latency,
             }),
             resolve_per_request,
+            vip,
+            next: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -120,16 +129,35 @@ impl World {
         }
     }
 
-    /// How the task at `authority` answers now (an unknown one refuses).
+    /// How the task at `authority` answers now (an unknown one refuses); the virtual IP
+    /// passes each request to the next task DNS lists.
     pub fn behaviour(&self, authority: &Authority) -> Behaviour {
         let s = self.state();
         if self.resolve_per_request && s.dns_error {
             return Behaviour::Refuse;
         }
-        s.tasks
-            .get(authority.host())
-            .copied()
-            .unwrap_or(Behaviour::Refuse)
+        let task = if self.vip && authority.host() == VIP {
+            let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match s.dns.get(n % s.dns.len().max(1)) {
+                Some(t) => t.as_str(),
+                None => return Behaviour::Refuse,
+            }
+        } else {
+            authority.host()
+        };
+        s.tasks.get(task).copied().unwrap_or(Behaviour::Refuse)
+    }
+
+    /// What DNS answers now: the tasks, or the virtual IP.
+    fn resolution(&self) -> Resolution {
+        let s = self.state();
+        if s.dns_error {
+            Resolution::Failed("lab: DNS outage (SERVFAIL)".to_owned())
+        } else if self.vip {
+            Resolution::Found(authority(VIP).into_iter().collect())
+        } else {
+            Resolution::Found(s.dns.iter().filter_map(|t| authority(t)).collect())
+        }
     }
 }
 
@@ -176,13 +204,7 @@ pub struct SimResolve(pub Arc<World>);
 
 impl Resolve for SimResolve {
     fn resolve(&self) -> impl Future<Output = Resolution> + Send {
-        let s = self.0.state();
-        let resolution = if s.dns_error {
-            Resolution::Failed("lab: DNS outage (SERVFAIL)".to_owned())
-        } else {
-            Resolution::Found(s.dns.iter().filter_map(|t| authority(t)).collect())
-        };
-        std::future::ready(resolution)
+        std::future::ready(self.0.resolution())
     }
 
     fn describe(&self) -> String {
@@ -236,7 +258,7 @@ mod tests {
             "duration = \"10s\"\nrate = 1\ntasks = [\"t1\", \"t2\"]\nlatency = \"20ms\"",
         )
         .unwrap();
-        World::new(&s, false)
+        World::new(&s, false, false)
     }
 
     fn t(name: &str) -> Authority {
@@ -303,6 +325,7 @@ mod tests {
             )
             .unwrap(),
             true,
+            false,
         );
         old.apply(&Change::DnsError(true));
         assert_eq!(
@@ -310,6 +333,29 @@ mod tests {
             Behaviour::Refuse,
             "resolving per request, nothing connects"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_virtual_ip_passes_requests_round_robin_over_what_dns_lists() {
+        let s = Scenario::parse(
+            "s.toml",
+            "duration = \"10s\"\nrate = 1\ntasks = [\"t1\", \"t2\"]\nlatency = \"20ms\"",
+        )
+        .unwrap();
+        let w = World::new(&s, true, true);
+        match SimResolve(w.clone()).resolve().await {
+            Resolution::Found(ts) => assert_eq!(ts, [t(VIP)]),
+            other => panic!("{other:?}"),
+        }
+        w.apply(&Change::Task("t2".into(), TaskChange::Hang));
+        let seen: Vec<_> = (0..4).map(|_| w.behaviour(&t(VIP))).collect();
+        assert_eq!(
+            seen[1],
+            Behaviour::Hang,
+            "load-blind: the hung task gets its turn"
+        );
+        assert_eq!(seen[3], Behaviour::Hang);
+        assert_ne!(seen[0], Behaviour::Hang);
     }
 
     #[tokio::test(start_paused = true)]
