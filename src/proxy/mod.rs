@@ -72,12 +72,6 @@ pub enum UpstreamChange {
 }
 
 impl Gateway {
-    /// A gateway with metrics of its own (tests, benches; the process builds with
-    /// [`Gateway::build`]).
-    pub fn new(config: &Config) -> Result<Self, BuildError> {
-        Ok(Self::build(config, &Metrics::new(), None)?.0)
-    }
-
     /// Builds the gateway for `config`, counting into `metrics`. With `previous` (a reload),
     /// upstreams are carried over as [`Upstream::reconfigure`] says; the changes are returned
     /// by name. `previous` keeps serving as it was.
