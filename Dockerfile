@@ -37,6 +37,8 @@ COPY --from=builder /out/stratix-gateway /usr/local/bin/stratix-gateway
 # The production config; the stack mounts its versioned Swarm config over this path.
 COPY stack/gateway.toml /etc/stratix-gateway/gateway.toml
 ENV GATEWAY_CONFIG=/etc/stratix-gateway/gateway.toml
+# The breaker lab's scenarios and the old gateway's configs, to rehearse with the image alone.
+COPY lab /etc/stratix-gateway/lab
 USER 65532:65532
 EXPOSE 8090 9090
 STOPSIGNAL SIGTERM
