@@ -224,17 +224,18 @@ impl Probe for SimProbe {
         let behaviour = self.world.behaviour(endpoint);
         let timeout = self.timeout;
         async move {
-            match behaviour {
-                Behaviour::Refuse => Err("connection refused".to_owned()),
-                Behaviour::Answer { latency, .. } if latency >= timeout => {
+            // A hung task is one whose answer never comes.
+            let (status, latency) = match behaviour {
+                Behaviour::Refuse => return Err("connection refused".to_owned()),
+                Behaviour::Hang => (0, None),
+                Behaviour::Answer { status, latency } => (status, Some(latency)),
+            };
+            match latency.filter(|l| *l < timeout) {
+                None => {
                     tokio::time::sleep(timeout).await;
                     Err(format!("no answer within {timeout:?}"))
                 }
-                Behaviour::Hang => {
-                    tokio::time::sleep(timeout).await;
-                    Err(format!("no answer within {timeout:?}"))
-                }
-                Behaviour::Answer { status, latency } => {
+                Some(latency) => {
                     tokio::time::sleep(latency).await;
                     if (200..300).contains(&status) {
                         Ok(())

@@ -164,12 +164,7 @@ pub fn render(report: &Report) -> String {
             Some(_) => "#c8e6c9",
             None => "#eeeeee",
         };
-        let _ = writeln!(
-            out,
-            r#"<rect x="{:.2}" y="{top_breaker}" width="{:.2}" height="{BAND}" fill="{colour}"/>"#,
-            x(s.t as f64),
-            step.max(0.5)
-        );
+        cell(&mut out, x(s.t as f64), top_breaker, step, colour);
     }
     for (i, task) in report.tasks.iter().enumerate() {
         let y = top_tasks + i as f64 * (BAND + 2.0);
@@ -181,12 +176,7 @@ pub fn render(report: &Report) -> String {
                 Some('E') => "#e53935",
                 _ => "#eeeeee",
             };
-            let _ = writeln!(
-                out,
-                r#"<rect x="{:.2}" y="{y}" width="{:.2}" height="{BAND}" fill="{colour}"/>"#,
-                x(s.t as f64),
-                step.max(0.5)
-            );
+            cell(&mut out, x(s.t as f64), y, step, colour);
         }
     }
     let axis = top_tasks + report.tasks.len() as f64 * (BAND + 2.0) + 14.0;
@@ -208,6 +198,15 @@ pub fn render(report: &Report) -> String {
     );
     out.push_str("</svg>\n");
     out
+}
+
+/// One second of a state row (the breaker's, a task's).
+fn cell(out: &mut String, x: f64, y: f64, width: f64, colour: &str) {
+    let _ = writeln!(
+        out,
+        r#"<rect x="{x:.2}" y="{y}" width="{:.2}" height="{BAND}" fill="{colour}"/>"#,
+        width.max(0.5)
+    );
 }
 
 fn label(out: &mut String, y: f64, text: &str) {
